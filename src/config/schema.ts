@@ -1,0 +1,325 @@
+/**
+ * The contract between the constructs and the sidecar: one versioned document, the
+ * sidecar's config. The constructs write it into a ConfigMap; the proxy reads and
+ * validates it. Types and runtime validation come from this one zod schema, so the two
+ * sides cannot drift. Durations are integer milliseconds (`...Ms`), percentages are
+ * numbers from 0 to 100, and every object is strict: an unknown field is an error, so a
+ * typo in a hand-edited config is caught instead of silently ignored.
+ */
+import { z } from 'zod';
+
+/** The apiVersion this schema describes. */
+export const SIDECAR_CONFIG_API_VERSION = 'typemesh.io/v1alpha1';
+/** The kind this schema describes. */
+export const SIDECAR_CONFIG_KIND = 'SidecarConfig';
+
+/** DNS-1123 label: lower-case alphanumerics and '-', at most 63 characters. */
+export const DNS_1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A SPIFFE ID: spiffe://<trust-domain>/<path>. */
+export const SPIFFE_ID = /^spiffe:\/\/[a-z0-9.-]+(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
+
+const name = z.string().regex(DNS_1123_LABEL, 'must be a DNS-1123 label (lower-case letters, digits and "-", at most 63 characters)');
+const port = z.number().int().min(1).max(65535);
+const durationMs = z.number().int().min(0);
+const positiveDurationMs = z.number().int().min(1);
+const percentage = z.number().min(0).max(100);
+const spiffeId = z.string().regex(SPIFFE_ID, 'must be a SPIFFE ID such as spiffe://cluster.local/ns/shop/sa/payment');
+const httpMethod = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
+const regex = z.string().min(1).refine((s) => {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be a valid regular expression');
+
+/** How a string is matched: exactly one of exact, prefix or regex. */
+export const StringMatchSchema = z.union([
+  z.strictObject({ exact: z.string() }),
+  z.strictObject({ prefix: z.string() }),
+  z.strictObject({ regex }),
+]);
+
+/** A header condition of a route match. */
+export const HeaderMatchSchema = z.strictObject({
+  /** Header name, matched case-insensitively. */
+  name: z.string().min(1).transform((s) => s.toLowerCase()),
+  exact: z.string().optional(),
+  prefix: z.string().optional(),
+  regex: regex.optional(),
+  /** true: the header must be present (any value); false: it must be absent. */
+  present: z.boolean().optional(),
+}).refine((h) => [h.exact, h.prefix, h.regex, h.present].filter((v) => v !== undefined).length === 1, {
+  message: 'a header match needs exactly one of exact, prefix, regex or present',
+});
+
+/** One match of a route: all given conditions must hold. */
+export const RouteMatchSchema = z.strictObject({
+  path: StringMatchSchema.optional(),
+  method: httpMethod.optional(),
+  headers: z.array(HeaderMatchSchema).optional(),
+});
+
+/** The conditions on which a request is retried. */
+export const RetryOnSchema = z.enum([
+  '5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'retriable-status-codes',
+  // gRPC status conditions (read from grpc-status in headers or trailers).
+  'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
+]);
+
+/** Retries of a route. */
+export const RetryPolicySchema = z.strictObject({
+  /** Retries after the first try (0 disables retries). */
+  attempts: z.number().int().min(0).max(10),
+  /** Timeout of each try; 0 means only the route timeout applies. */
+  perTryTimeoutMs: durationMs.default(0),
+  retryOn: z.array(RetryOnSchema).min(1),
+  /** Status codes retried when retryOn has 'retriable-status-codes'. */
+  retriableStatusCodes: z.array(z.number().int().min(100).max(599)).default([]),
+  backoff: z.strictObject({
+    baseIntervalMs: positiveDurationMs.default(25),
+    maxIntervalMs: positiveDurationMs.default(250),
+  }).default({ baseIntervalMs: 25, maxIntervalMs: 250 }),
+  /** Retry budget: retries may add at most this percentage of requests, plus a floor per second. */
+  budget: z.strictObject({
+    percent: percentage.default(20),
+    minRetriesPerSecond: z.number().int().min(0).default(10),
+  }).default({ percent: 20, minRetriesPerSecond: 10 }),
+  /** Retry non-idempotent methods (POST, PATCH) too. */
+  retryNonIdempotent: z.boolean().default(false),
+  /** Largest request body buffered so that it can be replayed; larger bodies are not retried. */
+  maxBufferedBodyBytes: z.number().int().min(0).default(65536),
+});
+
+/** Fault injection of a route. */
+export const FaultSchema = z.strictObject({
+  delay: z.strictObject({ fixedDelayMs: positiveDurationMs, percentage }).optional(),
+  abort: z.strictObject({
+    httpStatus: z.number().int().min(200).max(599),
+    percentage,
+  }).optional(),
+});
+
+/** Header rewrites: set replaces, add appends, remove deletes. */
+export const HeaderRewriteSchema = z.strictObject({
+  set: z.record(z.string(), z.string()).optional(),
+  add: z.record(z.string(), z.string()).optional(),
+  remove: z.array(z.string()).optional(),
+});
+
+/** A weighted destination of a route. */
+export const WeightedSubsetSchema = z.strictObject({
+  subset: name,
+  weight: z.number().int().min(0).max(100),
+});
+
+/** An ordered route of a destination service. */
+export const RouteSchema = z.strictObject({
+  name,
+  /** Any one match selects the route; an empty or missing list matches every request. */
+  match: z.array(RouteMatchSchema).default([]),
+  destinations: z.array(WeightedSubsetSchema).min(1),
+  /** Whole-request timeout including retries; 0 disables it. */
+  timeoutMs: durationMs.default(15000),
+  retries: RetryPolicySchema.optional(),
+  fault: FaultSchema.optional(),
+  mirror: z.strictObject({ subset: name, percentage }).optional(),
+  headers: z.strictObject({
+    request: HeaderRewriteSchema.optional(),
+    response: HeaderRewriteSchema.optional(),
+  }).optional(),
+});
+
+/** Where the endpoints of a subset come from. */
+export const DiscoverySchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('dns'),
+    /** The headless Service's DNS name; its A records are the pods. */
+    hostname: z.string().min(1),
+    port,
+    refreshIntervalMs: positiveDurationMs.default(5000),
+  }),
+  z.strictObject({
+    type: z.literal('static'),
+    endpoints: z.array(z.strictObject({ address: z.string().min(1), port })).min(1),
+  }),
+]);
+
+/** A version of a destination service. */
+export const SubsetSchema = z.strictObject({
+  name,
+  labels: z.record(z.string(), z.string()).default({}),
+  /** The identity every endpoint of this subset must present. */
+  identity: spiffeId,
+  discovery: DiscoverySchema,
+});
+
+/** A destination service as seen by the outbound listener. */
+export const OutboundServiceSchema = z.strictObject({
+  name,
+  namespace: name,
+  /** Host names (Host header, port stripped) that select this service. */
+  hosts: z.array(z.string().min(1)).min(1),
+  /** The service port the app calls. */
+  port,
+  protocol: z.enum(['http', 'http2', 'grpc']).default('http'),
+  subsets: z.array(SubsetSchema).min(1),
+  routes: z.array(RouteSchema).min(1),
+  loadBalancer: z.strictObject({
+    policy: z.enum(['ROUND_ROBIN', 'LEAST_REQUEST']).default('LEAST_REQUEST'),
+  }).default({ policy: 'LEAST_REQUEST' }),
+  connectionPool: z.strictObject({
+    maxConnections: z.number().int().min(1).default(1024),
+    maxPendingRequests: z.number().int().min(0).default(1024),
+    /** 0: unlimited. */
+    maxRequestsPerConnection: z.number().int().min(0).default(0),
+    connectTimeoutMs: positiveDurationMs.default(10000),
+    idleTimeoutMs: positiveDurationMs.default(60000),
+  }).default({ maxConnections: 1024, maxPendingRequests: 1024, maxRequestsPerConnection: 0, connectTimeoutMs: 10000, idleTimeoutMs: 60000 }),
+  outlierDetection: z.strictObject({
+    consecutive5xxErrors: z.number().int().min(0).default(5),
+    consecutiveGatewayErrors: z.number().int().min(0).default(0),
+    intervalMs: positiveDurationMs.default(10000),
+    baseEjectionTimeMs: positiveDurationMs.default(30000),
+    maxEjectionPercent: percentage.default(10),
+  }).optional(),
+});
+
+/** An authorization rule of the inbound listener. All given fields must match; a list matches any item. */
+export const AuthorizationRuleSchema = z.strictObject({
+  name: z.string().min(1),
+  action: z.enum(['ALLOW', 'DENY']),
+  /** Source principals (SPIFFE IDs); '*' matches any authenticated peer. */
+  principals: z.array(z.union([spiffeId, z.literal('*')])).optional(),
+  /** Source namespaces, read from the principal's /ns/<namespace>/ segment. */
+  namespaces: z.array(name).optional(),
+  methods: z.array(httpMethod).optional(),
+  /** Normalized paths: exact, or a prefix ending in '*' ("/api/*"). */
+  paths: z.array(z.string().startsWith('/')).optional(),
+  headers: z.array(HeaderMatchSchema).optional(),
+});
+
+/** The sidecar's config. */
+export const SidecarConfigSchema = z.strictObject({
+  apiVersion: z.literal(SIDECAR_CONFIG_API_VERSION),
+  kind: z.literal(SIDECAR_CONFIG_KIND),
+  workload: z.strictObject({
+    name,
+    namespace: name,
+    version: name,
+    serviceAccount: name,
+    /** spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount> */
+    identity: spiffeId,
+    trustDomain: z.string().min(1),
+    appPorts: z.array(z.strictObject({
+      name,
+      port,
+      protocol: z.enum(['http', 'http2', 'grpc']).default('http'),
+    })).min(1),
+  }),
+  /** Where the listeners bind. Local mode gives each instance its own 127.x address. */
+  listeners: z.strictObject({
+    bindAddress: z.string().default('0.0.0.0'),
+    outboundPort: port.default(15001),
+    inboundPort: port.default(15006),
+    adminPort: port.default(15020),
+  }).default({ bindAddress: '0.0.0.0', outboundPort: 15001, inboundPort: 15006, adminPort: 15020 }),
+  /** The workload certificate, key and the mesh CA bundle (PEM files), reloaded on change. */
+  tls: z.strictObject({
+    certFile: z.string().min(1),
+    keyFile: z.string().min(1),
+    caFile: z.string().min(1),
+  }),
+  inbound: z.strictObject({
+    mtls: z.strictObject({ mode: z.enum(['STRICT', 'PERMISSIVE']).default('STRICT') }).default({ mode: 'STRICT' }),
+    /** The app, on loopback. */
+    app: z.strictObject({ address: z.string().default('127.0.0.1'), port }),
+    authorization: z.strictObject({
+      rules: z.array(AuthorizationRuleSchema).default([]),
+    }).default({ rules: [] }),
+    pathNormalization: z.strictObject({
+      mergeSlashes: z.boolean().default(true),
+      /** Refuse %2F, %5C and backslashes (the class of Istio's CVE-2021-31920). */
+      rejectEncodedSlashes: z.boolean().default(true),
+    }).default({ mergeSlashes: true, rejectEncodedSlashes: true }),
+  }),
+  outbound: z.strictObject({
+    services: z.array(OutboundServiceSchema).default([]),
+    /** Hosts outside the mesh pass through to their own address. */
+    passthrough: z.boolean().default(true),
+  }).default({ services: [], passthrough: true }),
+  telemetry: z.strictObject({
+    metrics: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    tracing: z.strictObject({
+      enabled: z.boolean().default(false),
+      /** Percentage of new traces sampled. */
+      sampleRate: percentage.default(1),
+      collector: z.strictObject({
+        protocol: z.enum(['otlp-http', 'zipkin']).default('otlp-http'),
+        endpoint: z.url(),
+      }).optional(),
+    }).default({ enabled: false, sampleRate: 1 }),
+    accessLog: z.strictObject({
+      enabled: z.boolean().default(true),
+      format: z.enum(['json', 'text']).default('json'),
+    }).default({ enabled: true, format: 'json' }),
+  }).default({
+    metrics: { enabled: true },
+    tracing: { enabled: false, sampleRate: 1 },
+    accessLog: { enabled: true, format: 'json' },
+  }),
+  /** SIGTERM: stop accepting, then wait at most this long for requests in flight. */
+  drainTimeoutMs: durationMs.default(5000),
+}).superRefine((cfg, ctx) => {
+  // Cross-field rules that a per-field schema cannot state.
+  cfg.outbound.services.forEach((svc, si) => {
+    const subsets = new Set(svc.subsets.map((s) => s.name));
+    svc.routes.forEach((route, ri) => {
+      const base = ['outbound', 'services', si, 'routes', ri];
+      const total = route.destinations.reduce((sum, d) => sum + d.weight, 0);
+      if (total !== 100) {
+        ctx.addIssue({ code: 'custom', path: [...base, 'destinations'], message: `weights must sum to 100, got ${total}` });
+      }
+      route.destinations.forEach((d, di) => {
+        if (!subsets.has(d.subset)) {
+          ctx.addIssue({ code: 'custom', path: [...base, 'destinations', di, 'subset'], message: `unknown subset "${d.subset}" (known: ${[...subsets].join(', ')})` });
+        }
+      });
+      if (route.mirror && !subsets.has(route.mirror.subset)) {
+        ctx.addIssue({ code: 'custom', path: [...base, 'mirror', 'subset'], message: `unknown subset "${route.mirror.subset}"` });
+      }
+      const r = route.retries;
+      if (r && route.timeoutMs > 0 && r.perTryTimeoutMs > route.timeoutMs) {
+        ctx.addIssue({ code: 'custom', path: [...base, 'retries', 'perTryTimeoutMs'], message: `per-try timeout ${r.perTryTimeoutMs} ms exceeds the route timeout ${route.timeoutMs} ms` });
+      }
+      if (r && r.backoff.baseIntervalMs > r.backoff.maxIntervalMs) {
+        ctx.addIssue({ code: 'custom', path: [...base, 'retries', 'backoff'], message: 'baseIntervalMs must not exceed maxIntervalMs' });
+      }
+    });
+  });
+  if (cfg.telemetry.tracing.enabled && !cfg.telemetry.tracing.collector) {
+    ctx.addIssue({ code: 'custom', path: ['telemetry', 'tracing', 'collector'], message: 'tracing is enabled but no collector is set' });
+  }
+});
+
+/** The sidecar's config as written (defaults may be omitted). */
+export type SidecarConfigInput = z.input<typeof SidecarConfigSchema>;
+/** The sidecar's config after validation, with every default filled in. */
+export type SidecarConfig = z.output<typeof SidecarConfigSchema>;
+/** A destination service, validated. */
+export type OutboundService = SidecarConfig['outbound']['services'][number];
+/** A route, validated. */
+export type Route = OutboundService['routes'][number];
+/** A subset, validated. */
+export type Subset = OutboundService['subsets'][number];
+/** A retry policy, validated. */
+export type RetryPolicyConfig = NonNullable<Route['retries']>;
+/** An authorization rule, validated. */
+export type AuthorizationRule = z.output<typeof AuthorizationRuleSchema>;
+/** A route match, validated. */
+export type RouteMatch = z.output<typeof RouteMatchSchema>;
+/** A header match, validated. */
+export type HeaderMatch = z.output<typeof HeaderMatchSchema>;
+/** A string match, validated. */
+export type StringMatch = z.output<typeof StringMatchSchema>;

@@ -1,0 +1,7 @@
+/**
+ * TypeMesh: a service mesh in TypeScript. Constructs for cdk8s (and Pulumi), the sidecar
+ * config contract, and the local runner.
+ *
+ * @packageDocumentation
+ */
+export * from './config';
