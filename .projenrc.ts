@@ -134,6 +134,19 @@ const apiCheck = project.addTask('docgen:check', {
 project.testTask.prependExec('tsc --noEmit -p test/tsconfig.json', { name: 'typecheck' });
 project.testTask.spawn(apiCheck);
 
+// Two entry points: the Pulumi component lives apart because @pulumi/* are optional peers.
+project.package.addField('exports', {
+  '.': { types: './lib/index.d.ts', default: './lib/index.js' },
+  './pulumi': { types: './lib/pulumi/index.d.ts', default: './lib/pulumi/index.js' },
+  './package.json': './package.json',
+});
+// For TypeScript's older `node` module resolution, which ignores `exports`.
+project.package.addField('typesVersions', { '*': { pulumi: ['lib/pulumi/index.d.ts'] } });
+project.package.addField('peerDependenciesMeta', {
+  '@pulumi/pulumi': { optional: true },
+  '@pulumi/kubernetes': { optional: true },
+});
+
 // The sidecar image tag defaults to this version (ghcr.io/typemesh/proxy:<version>).
 project.package.addVersion('0.1.0');
 

@@ -1,0 +1,135 @@
+/**
+ * The command line of typemesh-init, both ways: parsing it into InterceptionOptions, and
+ * deriving it from a sidecar config (what the constructs put on the init container), so
+ * the two cannot disagree on flag names.
+ */
+import { parseArgs } from 'node:util';
+import type { SidecarConfig } from '../../config/schema';
+import { DEFAULT_PROXY_UID, InterceptionOptions, InterceptionOptionsError } from './options';
+
+/** What the command line asks for. */
+export interface InterceptionCommand {
+  readonly options: InterceptionOptions;
+  /** Print the script instead of running it. */
+  readonly dryRun: boolean;
+  /** Remove the chains and jumps instead of installing them. */
+  readonly clean: boolean;
+  readonly help: boolean;
+}
+
+/** The usage text of typemesh-init. */
+export const INTERCEPTION_USAGE = `Usage: typemesh-init [options]
+
+Installs the iptables rules that send a pod's TCP traffic through the TypeMesh sidecar
+(run as root with CAP_NET_ADMIN, as the pod's init container). Running it twice is safe.
+
+Options:
+  --app-ports LIST               inbound app ports redirected to the inbound port (empty: all inbound TCP)
+  --outbound-ports LIST          outbound destination ports redirected to the outbound port (empty: all TCP)
+  --no-outbound-capture          leave outbound traffic alone
+  --proxy-uid UID                uid of the proxy, never captured (default 1337)
+  --outbound-port PORT           the proxy's outbound listener (default 15001)
+  --inbound-port PORT            the proxy's inbound listener (default 15006)
+  --admin-port PORT              the proxy's admin port, never captured (default 15020)
+  --exclude-inbound-ports LIST   inbound ports never captured
+  --exclude-outbound-ports LIST  outbound destination ports never captured
+  --exclude-outbound-cidrs LIST  outbound IPv4 destinations never captured (a.b.c.d/n)
+  --dry-run                      print the script instead of running it
+  --clean                        remove the rules instead of installing them
+  -h, --help                     show this help
+
+LIST is comma-separated, e.g. --app-ports 8080,8443.`;
+
+/** Parses typemesh-init's arguments. Throws InterceptionOptionsError naming the bad flag. */
+export function parseInterceptionArgs(argv: readonly string[]): InterceptionCommand {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'app-ports': { type: 'string' },
+        'outbound-ports': { type: 'string' },
+        'no-outbound-capture': { type: 'boolean' },
+        'proxy-uid': { type: 'string' },
+        'outbound-port': { type: 'string' },
+        'inbound-port': { type: 'string' },
+        'admin-port': { type: 'string' },
+        'exclude-inbound-ports': { type: 'string' },
+        'exclude-outbound-ports': { type: 'string' },
+        'exclude-outbound-cidrs': { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        'clean': { type: 'boolean' },
+        'help': { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new InterceptionOptionsError(`${(e as Error).message}\n\n${INTERCEPTION_USAGE}`);
+  }
+  const str = (flag: string): string | undefined => values[flag] as string | undefined;
+  const options: InterceptionOptions = {
+    appPorts: numberList('--app-ports', str('app-ports')),
+    outboundPorts: numberList('--outbound-ports', str('outbound-ports')),
+    captureOutbound: values['no-outbound-capture'] ? false : undefined,
+    proxyUid: number('--proxy-uid', str('proxy-uid')),
+    outboundPort: number('--outbound-port', str('outbound-port')),
+    inboundPort: number('--inbound-port', str('inbound-port')),
+    adminPort: number('--admin-port', str('admin-port')),
+    excludeInboundPorts: numberList('--exclude-inbound-ports', str('exclude-inbound-ports')),
+    excludeOutboundPorts: numberList('--exclude-outbound-ports', str('exclude-outbound-ports')),
+    excludeOutboundCidrs: list(str('exclude-outbound-cidrs')),
+  };
+  return { options, dryRun: values['dry-run'] === true, clean: values.clean === true, help: values.help === true };
+}
+
+function list(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+function numberList(flag: string, value: string | undefined): number[] | undefined {
+  return list(value)?.map((item) => number(flag, item)!);
+}
+
+function number(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new InterceptionOptionsError(`${flag} expects a number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/**
+ * typemesh-init's arguments for a workload, for the init container of its pod: its app
+ * ports are captured inbound; outbound, the ports of the mesh services it calls (each
+ * service port and each subset's discovery port) are captured. A workload that calls no
+ * mesh service gets --no-outbound-capture: capturing all its TCP would send non-mesh
+ * traffic (a database, say) to the HTTP proxy.
+ */
+export function interceptionArgsFor(config: SidecarConfig): string[] {
+  const appPorts = sortedUnique(config.workload.appPorts.map((p) => p.port));
+  const outboundPorts = new Set<number>();
+  for (const svc of config.outbound.services) {
+    outboundPorts.add(svc.port);
+    for (const subset of svc.subsets) {
+      if (subset.discovery.type === 'dns') outboundPorts.add(subset.discovery.port);
+      else for (const e of subset.discovery.endpoints) outboundPorts.add(e.port);
+    }
+  }
+  const { outboundPort, inboundPort, adminPort } = config.listeners;
+  // A mesh port that is one of the proxy's own listener ports is already reached directly.
+  for (const p of [outboundPort, inboundPort, adminPort]) outboundPorts.delete(p);
+  const args = [
+    '--proxy-uid', String(DEFAULT_PROXY_UID),
+    '--outbound-port', String(outboundPort),
+    '--inbound-port', String(inboundPort),
+    '--admin-port', String(adminPort),
+    '--app-ports', appPorts.join(','),
+  ];
+  if (config.outbound.services.length === 0 || outboundPorts.size === 0) args.push('--no-outbound-capture');
+  else args.push('--outbound-ports', sortedUnique([...outboundPorts]).join(','));
+  return args;
+}
+
+function sortedUnique(ports: readonly number[]): number[] {
+  return [...new Set(ports)].sort((a, b) => a - b);
+}
