@@ -5,3 +5,4 @@
  * @packageDocumentation
  */
 export * from './config';
+export * from './constructs';

@@ -1,0 +1,85 @@
+/**
+ * The shop: order-service calls payment-service (v1 and v2, an 80/20 canary) and
+ * inventory-service (v1 and v2, a 90/10 canary). Every seed example of the design brief
+ * appears here as a few lines of TypeScript.
+ */
+import { App, Chart, Duration } from 'cdk8s';
+import {
+  Canary, CircuitBreaker, Mesh, MeshService, RetryOn, RetryPolicy, StrictMtls, Timeout,
+} from '../../src';
+
+/** The image tag of the shop's apps (the same image, told which app to run by its args). */
+export const SHOP_IMAGE = 'ghcr.io/typemesh/examples-shop:0.1.0';
+/** Every shop app listens on this port. */
+export const SHOP_APP_PORT = 8080;
+
+/** What {@link buildShopChart} returns. */
+export interface ShopChart {
+  readonly app: App;
+  readonly chart: Chart;
+  readonly mesh: Mesh;
+  readonly services: {
+    readonly order: MeshService;
+    readonly payment: MeshService;
+    readonly inventory: MeshService;
+  };
+}
+
+function version(name: string, app: string, replicas: number, env: Record<string, string> = {}) {
+  return {
+    name,
+    image: SHOP_IMAGE,
+    args: [app],
+    replicas,
+    env: { VERSION: name, PORT: String(SHOP_APP_PORT), ...env },
+    liveness: { path: '/healthz' },
+    readiness: { path: '/healthz' },
+  };
+}
+
+/** Builds the shop chart in `app` (a new App writing to dist/ when omitted). */
+export function buildShopChart(app: App = new App({ outdir: 'dist' })): ShopChart {
+  const chart = new Chart(app, 'shop');
+  const mesh = new Mesh(chart, 'mesh', { namespace: 'shop' });
+  const ports = [{ port: 80, targetPort: SHOP_APP_PORT }];
+
+  const payment = new MeshService(chart, 'payment-service', {
+    mesh, name: 'payment-service', ports,
+    versions: [version('v1', 'payment', 2), version('v2', 'payment', 1)],
+  });
+  const inventory = new MeshService(chart, 'inventory-service', {
+    mesh, name: 'inventory-service', ports,
+    versions: [version('v1', 'inventory', 2), version('v2', 'inventory', 1)],
+  });
+  const order = new MeshService(chart, 'order-service', {
+    mesh, name: 'order-service', ports,
+    // The apps call the services' ClusterIP names; the sidecar routes by Host header.
+    versions: [version('v1', 'order', 2, { PAYMENT_URL: 'http://payment-service', INVENTORY_URL: 'http://inventory-service' })],
+  });
+  order.callsTo(payment, inventory);
+
+  // Seed: 80/20 traffic split between payment v1 and v2.
+  new Canary(chart, 'payment-canary', { service: payment, stable: 'v1', canary: 'v2', canaryWeight: 20 });
+  // Seed: 5 s timeout with 3 retries, 2 s per try, on 5xx, reset and connect-failure.
+  new Timeout(chart, 'payment-timeout', { service: payment, timeout: Duration.seconds(5) });
+  new RetryPolicy(chart, 'payment-retries', {
+    service: payment, attempts: 3, perTryTimeout: Duration.seconds(2),
+    retryOn: [RetryOn.FIVE_XX, RetryOn.RESET, RetryOn.CONNECT_FAILURE],
+    // POST /process is the only call, and the demo's payment app has no side effects. A
+    // real payment API would need idempotency keys before retrying POSTs.
+    retryNonIdempotent: true,
+  });
+  // Seed: circuit breaker.
+  new CircuitBreaker(chart, 'payment-circuit-breaker', {
+    service: payment, maxConnections: 100, maxPendingRequests: 50, maxRequestsPerConnection: 2,
+    outlierDetection: { consecutive5xxErrors: 5, interval: Duration.seconds(30), baseEjectionTime: Duration.seconds(30) },
+  });
+  // Seed: only order-service may POST /process on payment-service.
+  payment.allowFrom(order, { methods: ['POST'], paths: ['/process'] });
+  // Seed: 90/10 canary.
+  new Canary(chart, 'inventory-canary', { service: inventory, stable: 'v1', canary: 'v2', canaryWeight: 10 });
+  // Seed: STRICT mTLS for the namespace.
+  new StrictMtls(chart, 'strict-mtls', { mesh });
+
+  return { app, chart, mesh, services: { order, payment, inventory } };
+}

@@ -1,0 +1,30 @@
+/**
+ * The TypeMesh cdk8s constructs: a Mesh, its MeshServices, and the traffic and security
+ * policies that every sidecar enforces. See docs/constructs.md.
+ */
+export { MeshValidationError } from './errors';
+export type { MeshValidationProblem } from './errors';
+export { AccessLogFormat, HTTP_METHODS, MtlsMode, Protocol, RetryOn, TracingCollector } from './values';
+export type { HttpMethod } from './values';
+export * from './certificate-authority';
+export * from './mesh';
+export { HeaderCondition, PathMatch } from './matches';
+export type { RequestMatch } from './matches';
+export { LoadBalancerPolicy } from './traffic-options';
+export type {
+  AbortFault, ConnectionPoolOptions, DelayFault, FaultOptions, MirrorOptions, OutlierDetectionOptions, RetryOptions, WeightedVersion,
+} from './traffic-options';
+export * from './source';
+export * from './mesh-service';
+export * from './traffic-split';
+export * from './timeout';
+export * from './retry-policy';
+export * from './circuit-breaker';
+export * from './fault-injection';
+export * from './traffic-mirror';
+export * from './strict-mtls';
+export * from './authorization-policy';
+export {
+  SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_UID, SidecarPorts,
+} from './sidecar-injection';
+export { DEFAULT_SIDECAR_IMAGE, PACKAGE_VERSION } from './package-version';

@@ -1,0 +1,298 @@
+import { ApiObject, Duration } from 'cdk8s';
+import { Construct, IConstruct } from 'constructs';
+import { CertificateAuthority } from './certificate-authority';
+import type { MeshService } from './mesh-service';
+import { checkDnsLabel, checkPercentage, fail } from './errors';
+import { recommendedLabels } from './labels';
+import { DEFAULT_SIDECAR_IMAGE } from './package-version';
+import { AccessLogFormat, durationMs, goDuration, MtlsMode, TracingCollector } from './values';
+
+/** CPU and memory amounts, as Kubernetes quantities. */
+export interface ResourceQuantities {
+  /**
+   * CPU, e.g. `100m` (a tenth of a core).
+   * @default - none
+   */
+  readonly cpu?: string;
+  /**
+   * Memory, e.g. `128Mi`.
+   * @default - none
+   */
+  readonly memory?: string;
+}
+
+/** CPU and memory of a container. */
+export interface ContainerResources {
+  /**
+   * What the scheduler reserves.
+   * @default - none
+   */
+  readonly requests?: ResourceQuantities;
+  /**
+   * The most the container may use.
+   * @default - none
+   */
+  readonly limits?: ResourceQuantities;
+}
+
+/** Tracing defaults of every sidecar of the mesh. */
+export interface TracingOptions {
+  /** Where spans go. */
+  readonly collector: TracingCollector;
+  /**
+   * Percentage (0-100) of new traces that are sampled; requests that arrive with a sampled
+   * trace context are always traced.
+   * @default 1
+   */
+  readonly sampleRate?: number;
+}
+
+/** Telemetry defaults of every sidecar of the mesh. */
+export interface TelemetryOptions {
+  /**
+   * Serve Prometheus metrics on the admin port (15020, `/metrics`) and annotate pods for scraping.
+   * @default true
+   */
+  readonly metrics?: boolean;
+  /**
+   * Export trace spans.
+   * @default - tracing off
+   */
+  readonly tracing?: TracingOptions;
+  /**
+   * Access log format.
+   * @default AccessLogFormat.JSON
+   */
+  readonly accessLog?: AccessLogFormat;
+}
+
+/** Props of {@link Mesh}. */
+export interface MeshProps {
+  /** The namespace of every workload of the mesh (a DNS-1123 label). */
+  readonly namespace: string;
+  /**
+   * Synthesize the Namespace object too. Turn off when the namespace is managed elsewhere.
+   * @default true
+   */
+  readonly createNamespace?: boolean;
+  /**
+   * The SPIFFE trust domain: identities are `spiffe://<trustDomain>/ns/<namespace>/sa/<account>`.
+   * @default 'cluster.local'
+   */
+  readonly trustDomain?: string;
+  /**
+   * The cluster's DNS domain, used in the discovery names `<service>-<version>.<namespace>.svc.<clusterDomain>`.
+   * @default 'cluster.local'
+   */
+  readonly clusterDomain?: string;
+  /**
+   * The `app.kubernetes.io/part-of` label of every object.
+   * @default - the namespace
+   */
+  readonly partOf?: string;
+  /**
+   * The sidecar (and interception init container) image.
+   * @default 'ghcr.io/typemesh/proxy:<typemesh package version>'
+   */
+  readonly sidecarImage?: string;
+  /**
+   * Resources of the sidecar container.
+   * @default - requests cpu 50m and memory 64Mi, limit memory 256Mi
+   */
+  readonly sidecarResources?: ContainerResources;
+  /**
+   * The mTLS mode of every workload unless a {@link StrictMtls} says otherwise.
+   * @default MtlsMode.STRICT
+   */
+  readonly mtlsMode?: MtlsMode;
+  /**
+   * Telemetry defaults of every sidecar.
+   * @default - metrics on, tracing off, JSON access log
+   */
+  readonly telemetry?: TelemetryOptions;
+  /**
+   * Who signs the workload certificates.
+   * @default CertificateAuthority.selfSigned()
+   */
+  readonly certificateAuthority?: CertificateAuthority;
+  /**
+   * Lifetime of each workload certificate.
+   * @default Duration.hours(24)
+   */
+  readonly workloadCertificateDuration?: Duration;
+  /**
+   * How long before expiry cert-manager renews a workload certificate (the sidecar reloads it).
+   * @default Duration.hours(8)
+   */
+  readonly workloadCertificateRenewBefore?: Duration;
+}
+
+/** A cert-manager issuer reference. */
+export interface IssuerReference {
+  /** Issuer name. */
+  readonly name: string;
+  /** `Issuer` or `ClusterIssuer`. */
+  readonly kind: string;
+  /** API group. */
+  readonly group: string;
+}
+
+/** The mesh-level registration interface a {@link MeshService} uses. */
+interface RegisteredService extends IConstruct {
+  readonly serviceName: string;
+}
+
+/**
+ * A service mesh in one namespace: trust domain, sidecar image, default mTLS mode,
+ * telemetry defaults and the certificate authority.
+ *
+ * Synthesizes the Namespace (unless `createNamespace: false`) and, with the default
+ * self-signed CA, the cert-manager chain `typemesh-selfsigned` (Issuer) ->
+ * `typemesh-ca` (Certificate, isCA) -> `typemesh-ca` (Issuer backed by the CA Secret).
+ * Workloads are added with {@link MeshService}.
+ */
+export class Mesh extends Construct {
+  /** The namespace of every workload. */
+  public readonly namespace: string;
+  /** The SPIFFE trust domain. */
+  public readonly trustDomain: string;
+  /** The cluster DNS domain. */
+  public readonly clusterDomain: string;
+  /** The `app.kubernetes.io/part-of` label value. */
+  public readonly partOf: string;
+  /** The sidecar image. */
+  public readonly sidecarImage: string;
+  /** The sidecar container's resources. */
+  public readonly sidecarResources: ContainerResources;
+  /** Telemetry defaults. */
+  public readonly telemetry: TelemetryOptions;
+  /** The issuer that signs workload certificates. */
+  public readonly issuer: IssuerReference;
+  /** Workload certificate lifetime, in milliseconds. */
+  public readonly workloadCertificateDurationMs: number;
+  /** Workload certificate renewal margin, in milliseconds. */
+  public readonly workloadCertificateRenewBeforeMs: number;
+
+  private defaultMtls: { mode: MtlsMode; setBy?: string };
+  private readonly registered = new Map<string, RegisteredService>();
+
+  constructor(scope: Construct, id: string, props: MeshProps) {
+    super(scope, id);
+    checkDnsLabel(this, 'namespace', props.namespace, 'shop');
+    this.namespace = props.namespace;
+    this.trustDomain = props.trustDomain ?? 'cluster.local';
+    if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(this.trustDomain)) {
+      fail({ construct: this, prop: 'trustDomain', value: this.trustDomain, problem: 'must be a SPIFFE trust domain (lower-case letters, digits, "." and "-")', fix: 'use a domain such as "cluster.local" or "prod.example.com"' });
+    }
+    this.clusterDomain = props.clusterDomain ?? 'cluster.local';
+    this.partOf = props.partOf ?? props.namespace;
+    this.sidecarImage = props.sidecarImage ?? DEFAULT_SIDECAR_IMAGE;
+    this.sidecarResources = props.sidecarResources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } };
+    this.defaultMtls = { mode: props.mtlsMode ?? MtlsMode.STRICT };
+    this.telemetry = props.telemetry ?? {};
+    if (this.telemetry.tracing?.sampleRate !== undefined) {
+      checkPercentage(this, 'telemetry.tracing.sampleRate', this.telemetry.tracing.sampleRate);
+    }
+    if (this.telemetry.tracing && !/^https?:\/\/[^\s/]+/.test(this.telemetry.tracing.collector.endpoint)) {
+      fail({ construct: this, prop: 'telemetry.tracing.collector.endpoint', value: this.telemetry.tracing.collector.endpoint, problem: 'must be an http(s) URL', fix: 'use e.g. TracingCollector.otlpHttp("http://otel-collector.observability:4318/v1/traces")' });
+    }
+    this.workloadCertificateDurationMs = durationMs(this, 'workloadCertificateDuration', props.workloadCertificateDuration ?? Duration.hours(24), 3_600_000);
+    this.workloadCertificateRenewBeforeMs = durationMs(this, 'workloadCertificateRenewBefore', props.workloadCertificateRenewBefore ?? Duration.hours(8), 60_000);
+    if (this.workloadCertificateRenewBeforeMs >= this.workloadCertificateDurationMs) {
+      fail({ construct: this, prop: 'workloadCertificateRenewBefore', value: goDuration(this.workloadCertificateRenewBeforeMs), problem: `must be shorter than workloadCertificateDuration (${goDuration(this.workloadCertificateDurationMs)})`, fix: 'renew at about a third of the lifetime, e.g. Duration.hours(8) for 24 h certificates' });
+    }
+
+    if (props.createNamespace ?? true) {
+      new ApiObject(this, 'namespace', {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: this.namespace, labels: { ...this.labels('namespace', this.namespace), 'typemesh.io/mesh': this.namespace } },
+      });
+    }
+
+    const ca = (props.certificateAuthority ?? CertificateAuthority.selfSigned())._spec;
+    if (ca.kind === 'existing') {
+      checkDnsLabel(this, 'certificateAuthority.name', ca.issuer.name, 'my-ca-issuer');
+      this.issuer = ca.issuer;
+    } else {
+      this.issuer = { name: 'typemesh-ca', kind: 'Issuer', group: 'cert-manager.io' };
+      this.synthesizeSelfSignedCa(
+        durationMs(this, 'certificateAuthority.duration', ca.duration, 3_600_000),
+        durationMs(this, 'certificateAuthority.renewBefore', ca.renewBefore, 3_600_000),
+      );
+    }
+  }
+
+  /** The mTLS mode of workloads that set none themselves. */
+  public get mtlsMode(): MtlsMode {
+    return this.defaultMtls.mode;
+  }
+
+  /** The Kubernetes recommended labels for an object of this mesh. */
+  public labels(component: string, name: string, instance = name, version?: string): Record<string, string> {
+    return recommendedLabels({ name, instance, version, component, partOf: this.partOf });
+  }
+
+  /** The names of the mesh's services, in the order they were created. */
+  public get serviceNames(): string[] {
+    return [...this.registered.keys()];
+  }
+
+  /** The mesh's services, in the order they were created (e.g. for a local runner). */
+  public get services(): MeshService[] {
+    return [...this.registered.values()] as MeshService[];
+  }
+
+  /** @internal Called by StrictMtls. */
+  public _setMtlsMode(mode: MtlsMode, by: IConstruct): void {
+    if (this.defaultMtls.setBy) {
+      fail({ construct: by, prop: 'mode', value: mode, problem: `the mesh's mTLS mode is already set by ${this.defaultMtls.setBy}`, fix: 'declare one mesh-wide StrictMtls (use `service:` for per-service exceptions)' });
+    }
+    this.defaultMtls = { mode, setBy: by.node.path };
+  }
+
+  /** @internal Called by MeshService. */
+  public _register(service: RegisteredService): void {
+    const existing = this.registered.get(service.serviceName);
+    if (existing) {
+      fail({ construct: service, prop: 'name', value: service.serviceName, problem: `a service of this name already exists in the mesh (${existing.node.path})`, fix: 'give every MeshService of a mesh a different name' });
+    }
+    this.registered.set(service.serviceName, service);
+  }
+
+  /** @internal */
+  public _isRegistered(service: RegisteredService): boolean {
+    return this.registered.get(service.serviceName) === service;
+  }
+
+  private synthesizeSelfSignedCa(caDurationMs: number, caRenewBeforeMs: number): void {
+    const ns = this.namespace;
+    new ApiObject(this, 'selfsigned-issuer', {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Issuer',
+      metadata: { name: 'typemesh-selfsigned', namespace: ns, labels: this.labels('certificate-authority', 'typemesh-selfsigned') },
+      // Only signs the CA certificate below; workloads never use it.
+      spec: { selfSigned: {} },
+    });
+    new ApiObject(this, 'ca-certificate', {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      metadata: { name: 'typemesh-ca', namespace: ns, labels: this.labels('certificate-authority', 'typemesh-ca') },
+      spec: {
+        isCA: true,
+        commonName: `typemesh-ca.${this.trustDomain}`,
+        secretName: 'typemesh-ca',
+        duration: goDuration(caDurationMs),
+        renewBefore: goDuration(caRenewBeforeMs),
+        privateKey: { algorithm: 'ECDSA', size: 256 },
+        issuerRef: { name: 'typemesh-selfsigned', kind: 'Issuer', group: 'cert-manager.io' },
+      },
+    });
+    new ApiObject(this, 'ca-issuer', {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Issuer',
+      metadata: { name: 'typemesh-ca', namespace: ns, labels: this.labels('certificate-authority', 'typemesh-ca') },
+      spec: { ca: { secretName: 'typemesh-ca' } },
+    });
+  }
+}
