@@ -110,6 +110,25 @@ project.addTask('synth', {
   exec: 'ts-node --transpile-only examples/shop/main.ts',
 });
 
+// The local demo: examples/shop on loopback with real mTLS, ~20 s of traffic, a stat table.
+project.addTask('demo', {
+  description: 'Run examples/shop locally, drive traffic and print the stat table',
+  exec: 'ts-node --transpile-only src/local/cli.ts demo examples/shop/local.ts',
+  receiveArgs: true,
+});
+project.addTask('up', {
+  description: 'Start a mesh plan locally until Ctrl-C: npm run up -- <plan module>',
+  exec: 'ts-node --transpile-only src/local/cli.ts up',
+  receiveArgs: true,
+});
+
+// The benchmark: direct vs the sidecar pair vs an nginx pair, on loopback.
+project.addTask('bench', {
+  description: 'Benchmark the sidecar pair against direct calls and nginx (bench/results/latest.json)',
+  exec: 'ts-node --transpile-only bench/run.ts',
+  receiveArgs: true,
+});
+
 // Bundle the sidecar into one file, as the image's Dockerfile does.
 project.addTask('bundle:proxy', {
   description: 'Bundle the sidecar into dist/proxy/typemesh-proxy.js (esbuild)',
