@@ -166,6 +166,9 @@ project.package.addField('peerDependenciesMeta', {
   '@pulumi/kubernetes': { optional: true },
 });
 
+// `typemesh up|demo <plan>`: the local runner's CLI.
+project.package.addBin({ typemesh: 'lib/local/cli.js' });
+
 // The sidecar image tag defaults to this version (ghcr.io/typemesh/proxy:<version>).
 project.package.addVersion('0.1.0');
 

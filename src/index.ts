@@ -6,3 +6,4 @@
  */
 export * from './config';
 export * from './constructs';
+export * from './local';

@@ -1,0 +1,31 @@
+/**
+ * order-service: takes an order, checks stock with inventory-service and charges it with
+ * payment-service. It calls them by their plain service names over HTTP; how the calls
+ * reach a healthy, authorized version over mTLS is the mesh's business, not this code's.
+ */
+import { requestJson } from './http-client';
+import { serveJson } from './json-server';
+
+const pod = process.env.POD_NAME ?? 'order';
+const version = process.env.VERSION ?? 'v1';
+const paymentUrl = process.env.PAYMENT_URL ?? 'http://payment-service';
+const inventoryUrl = process.env.INVENTORY_URL ?? 'http://inventory-service';
+const checkInventory = process.env.CHECK_INVENTORY !== 'false';
+
+let orders = 0;
+
+serveJson('order-service', async (req) => {
+  if (req.url.pathname === '/healthz') return { status: 200, body: { ok: true } };
+  if (req.url.pathname !== '/orders') return { status: 404, body: { error: `no route ${req.url.pathname}` } };
+  const id = `${pod}-${++orders}`;
+  const item = req.url.searchParams.get('item') ?? 'book';
+  let inventory: unknown;
+  if (checkInventory) {
+    const stock = await requestJson('GET', `${inventoryUrl}/stock/${item}`);
+    if (stock.status !== 200) return { status: 502, body: { id, error: 'inventory-service failed', upstream: stock } };
+    inventory = stock.body;
+  }
+  const payment = await requestJson('POST', `${paymentUrl}/process`, { order: id, amount: 42 });
+  if (payment.status !== 200) return { status: 502, body: { id, error: 'payment-service failed', upstream: payment } };
+  return { status: 200, body: { id, service: 'order-service', version, pod, inventory, payment: payment.body } };
+});

@@ -1,0 +1,45 @@
+/**
+ * The shop on one machine: `typemesh up examples/shop/local.ts` or `npm run demo`. The
+ * chart is the one `cdk8s synth` sees; this plan only says how each workload version's
+ * app runs here (the Deployments' images cannot): one bundled Node.js file told which app
+ * to run, as the image is. Versions and service URLs come from the chart's env.
+ */
+import * as path from 'node:path';
+import { bundleWithEsbuild, defineLocalPlan, findProjectRoot, isFresh, LocalProcessSpec } from '../../src/local';
+import { buildShopChart } from './chart';
+
+const root = findProjectRoot(__dirname);
+/** The shop apps' bundle. */
+export const SHOP_APPS_BUNDLE = path.join(root, 'dist/shop-apps/shop.js');
+
+function shopApp(app: 'order' | 'payment' | 'inventory', env: Record<string, string> = {}): LocalProcessSpec {
+  return { command: process.execPath, args: [SHOP_APPS_BUNDLE, app], env };
+}
+
+/** Bundles the apps unless the bundle is newer than their sources (start-up speed matters). */
+export function bundleShopApps(): void {
+  if (!isFresh(root, 'dist/shop-apps/shop.js', ['examples/shop/apps'])) {
+    bundleWithEsbuild(root, 'examples/shop/apps/main.ts', 'dist/shop-apps/shop.js');
+  }
+}
+
+export default defineLocalPlan({
+  chart: () => buildShopChart().chart,
+  prepare: bundleShopApps,
+  processes: {
+    'order-service/v1': shopApp('order'),
+    'payment-service/v1': shopApp('payment'),
+    // The canary fails one request in ten (evenly spaced), so the table shows retries at work.
+    'payment-service/v2': shopApp('payment', { FAIL_RATE: '0.1' }),
+    'inventory-service/v1': shopApp('inventory'),
+    'inventory-service/v2': shopApp('inventory'),
+  },
+  traffic: {
+    entryWorkload: 'order-service',
+    path: '/orders?item=book',
+    versionOf: (body) => (body as { payment?: { version?: string } } | undefined)?.payment?.version,
+    splitService: 'payment-service',
+    // Only order-service may POST /process on payment-service: anyone else gets 403.
+    deniedProbe: { workload: 'payment-service', method: 'POST', path: '/process' },
+  },
+});

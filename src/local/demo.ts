@@ -1,0 +1,182 @@
+/**
+ * `typemesh demo <plan>`: starts the plan's mesh, drives traffic into it for a while with
+ * a progress display and a live table, prints the final table, stops everything and
+ * returns the exit code (0 when the mesh behaved, 1 when it did not).
+ */
+import { DemoThresholds, judgeDemo } from './demo-verdict';
+import { driverStats } from './driver-stats';
+import { LoadReport, LoadResult, runLoad, summarizeLoad } from './load-driver';
+import { LocalMesh } from './local-mesh';
+import type { DeniedProbeSpec } from './plan';
+import { computeStats, configuredSplits, MeshScrape, scrapeMesh } from './mesh-stats';
+import type { LocalPlan } from './plan';
+import { renderStatTable } from './stat-table';
+import { workloadsFromChart } from './topology';
+
+/** Where the demo writes (process.stdout, or a collector in tests). */
+export interface DemoOutput {
+  write(text: string): boolean;
+  readonly isTTY?: boolean;
+}
+
+/** Options of {@link runDemo}. */
+export interface DemoOptions extends DemoThresholds {
+  /**
+   * How long traffic runs, in ms.
+   * @default 20000
+   */
+  readonly durationMs?: number;
+  /**
+   * Requests in flight at once.
+   * @default 8
+   */
+  readonly concurrency?: number;
+  /**
+   * Where the display goes; a TTY gets a live, redrawn table.
+   * @default process.stdout
+   */
+  readonly out?: DemoOutput;
+  /**
+   * Run every instance in its own network namespace with transparent interception (root).
+   * @default false
+   */
+  readonly netns?: boolean;
+  /** Aborts the run (Ctrl-C). */
+  readonly signal?: AbortSignal;
+}
+
+/** Runs the demo; resolves with the exit code. Everything it started is stopped before it resolves. */
+export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promise<number> {
+  const out = options.out ?? process.stdout;
+  const say = (line: string): void => void out.write(`${line}\n`);
+  const traffic = plan.traffic;
+  if (!traffic) throw new Error('the plan has no `traffic` section: the demo needs to know where to send requests (entryWorkload, path)');
+  const durationMs = options.durationMs ?? 20_000;
+
+  say('typemesh demo: preparing');
+  await plan.prepare?.();
+  const workloads = workloadsFromChart(plan.chart());
+  say(`typemesh demo: starting ${workloads.map((w) => `${w.key}${w.replicas > 1 ? ` x${w.replicas}` : ''}`).join(', ')}`);
+  const mesh = await LocalMesh.start({ workloads, processes: plan.processes, netns: options.netns ? 'all' : undefined, log: (l) => say(`  ${l}`) });
+  try {
+    const entry = mesh.instancesOf(traffic.entryWorkload);
+    if (entry.length === 0) throw new Error(`traffic.entryWorkload "${traffic.entryWorkload}" names no workload of the chart (have: ${workloads.map((w) => w.name).join(', ')})`);
+    const credentials = await mesh.clientCredentials();
+    const configs = workloads.map((w) => w.config);
+    const before: MeshScrape = await scrapeMesh(mesh.instances);
+    const results: LoadResult[] = [];
+    const started = Date.now();
+    const tty = out.isTTY === true;
+    let drawnLines = 0;
+    let lastTable = '';
+    const draw = async (): Promise<void> => {
+      const now = await scrapeMesh(mesh.instances);
+      lastTable = renderStatTable(computeStats(before, now, configs));
+      const s = summarizeLoad(results, Date.now() - started);
+      const elapsed = Math.min(durationMs, Date.now() - started);
+      const width = 30;
+      const filled = Math.round((width * elapsed) / durationMs);
+      const progress = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(elapsed / 1000).toFixed(0)}/${(durationMs / 1000).toFixed(0)} s  ${s.total} requests  ${(s.successRate * 100).toFixed(1)}% ok  ${s.requestsPerSecond.toFixed(0)} rps`;
+      if (tty) {
+        const text = `${progress}\n\n${lastTable}\n`;
+        if (drawnLines > 0) out.write(`\u001b[${drawnLines}A\u001b[0J`);
+        out.write(text);
+        drawnLines = text.split('\n').length - 1;
+      } else {
+        say(progress);
+      }
+    };
+    const probe = traffic.deniedProbe ? await startDeniedProbe(mesh, traffic.deniedProbe) : undefined;
+    say(`typemesh demo: sending traffic to ${traffic.entryWorkload} (${entry.length} instance${entry.length > 1 ? 's' : ''}) for ${durationMs / 1000} s over mTLS as ${credentials.spiffeId}`);
+    let drawing = Promise.resolve();
+    const timer = setInterval(() => {
+      drawing = drawing.then(draw).catch(() => undefined);
+    }, tty ? 1000 : 5000);
+    let report: LoadReport;
+    try {
+      report = await runLoad({
+        targets: entry.map((i) => ({ address: i.address, port: i.ports.inbound, identity: i.workload.config.workload.identity })),
+        credentials, path: traffic.path, method: traffic.method, host: traffic.entryWorkload,
+        concurrency: options.concurrency ?? 8, durationMs, versionOf: traffic.versionOf,
+        onResult: (r) => results.push(r), signal: options.signal,
+      });
+    } finally {
+      clearInterval(timer);
+      await drawing;
+      await probe?.stop();
+    }
+    if (options.signal?.aborted) {
+      say('\ntypemesh demo: interrupted');
+      return 130;
+    }
+    // Let the last responses' metrics land before the final scrape.
+    await new Promise((r) => setTimeout(r, 300));
+    const after = await scrapeMesh(mesh.instances);
+    const splitService = traffic.splitService;
+    const configured = splitService ? configuredSplits(configs).get(splitService) : undefined;
+    const metricRows = computeStats(before, after, configs);
+    // Without sidecar metrics, the table falls back to what the driver measured itself.
+    const fromDriver = metricRows.length === 0;
+    const rows = fromDriver
+      ? driverStats({ report, entryService: traffic.entryWorkload, driverIdentity: credentials.spiffeId, splitService, configuredSplit: configured })
+      : metricRows;
+    if (tty && drawnLines > 0) out.write(`\u001b[${drawnLines}A\u001b[0J`);
+    say('');
+    if (fromDriver) say('(no sidecar metrics: figures from the load driver; identities are the ones the driver presented over mTLS)');
+    say(renderStatTable(rows));
+    say('');
+    say(`driver: ${report.total} requests in ${(report.elapsedMs / 1000).toFixed(1)} s (${report.requestsPerSecond.toFixed(1)} rps), ${(report.successRate * 100).toFixed(2)}% 2xx, p50 ${report.p50Ms.toFixed(1)} ms, p99 ${report.p99Ms.toFixed(1)} ms, statuses ${JSON.stringify(report.statuses)}`);
+    if (splitService && Object.keys(report.versions).length > 0) {
+      const total = Object.values(report.versions).reduce((a, b) => a + b, 0);
+      say(`driver: ${splitService} versions seen in responses: ${Object.entries(report.versions).sort().map(([v, n]) => `${v} ${((100 * n) / total).toFixed(1)}%`).join(', ')}`);
+    }
+    const problems = judgeDemo(report, rows, options, splitService && configured ? { service: splitService, configured } : undefined);
+    if (probe) {
+      const p = probe.statuses();
+      const total = Object.values(p).reduce((a, b) => a + b, 0);
+      say(`driver: ${total} requests from ${probe.identity} to ${traffic.deniedProbe!.workload} (no policy allows it): statuses ${JSON.stringify(p)}`);
+      const notDenied = total - (p['403'] ?? 0);
+      if (total === 0) problems.push(`no denied-probe request completed against ${traffic.deniedProbe!.workload}`);
+      if (notDenied > 0) problems.push(`${notDenied} of ${total} requests from ${probe.identity} to ${traffic.deniedProbe!.workload} were not refused with 403`);
+    }
+    if (problems.length === 0) {
+      say('typemesh demo: the mesh behaved (exit 0)');
+      return 0;
+    }
+    say('typemesh demo: the mesh misbehaved (exit 1):');
+    for (const p of problems) say(`  - ${p}`);
+    return 1;
+  } finally {
+    say('typemesh demo: stopping (sidecars drain, apps stop, temp dir removed)');
+    await mesh.stop();
+  }
+}
+
+/** Sends the denied probe to every instance of the workload twice a second until stopped. */
+async function startDeniedProbe(mesh: LocalMesh, spec: DeniedProbeSpec): Promise<{ identity: string; statuses(): Record<string, number>; stop(): Promise<void> }> {
+  const targets = mesh.instancesOf(spec.workload);
+  if (targets.length === 0) throw new Error(`traffic.deniedProbe.workload "${spec.workload}" names no workload of the chart`);
+  const w = targets[0].workload.config.workload;
+  const identity = spec.identity ?? `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/typemesh-intruder`;
+  const credentials = await mesh.clientCredentials(identity);
+  const statuses: Record<string, number> = {};
+  let inFlight: Promise<unknown> = Promise.resolve();
+  let round = 0;
+  const timer = setInterval(() => {
+    const target = targets[round++ % targets.length];
+    inFlight = Promise.all([inFlight, runLoad({
+      targets: [{ address: target.address, port: target.ports.inbound, identity: w.identity }],
+      credentials, path: spec.path, method: spec.method, host: spec.workload, concurrency: 1, requests: 1,
+    }).then((r) => {
+      for (const [status, n] of Object.entries(r.statuses)) statuses[status] = (statuses[status] ?? 0) + n;
+    })]);
+  }, 500);
+  return {
+    identity,
+    statuses: () => ({ ...statuses }),
+    stop: async () => {
+      clearInterval(timer);
+      await inFlight;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * Rewrites a workload's synthesized sidecar config for one local instance. Only the parts
+ * that differ between a cluster and this machine change: where the listeners bind, where
+ * the app is, where the certificate files are, and how endpoints are found (static
+ * addresses of local instances instead of the headless Services' DNS names). Routes,
+ * retries, outlier detection, mTLS mode and authorization stay exactly as declared.
+ */
+import type { SidecarConfig, Subset } from '../config';
+
+/** An endpoint a sidecar connects to: another instance's inbound listener. */
+export interface LocalEndpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** The certificate files of one instance. */
+export interface LocalTlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/** What the runner decided for one instance. */
+export interface LocalizeOptions {
+  /** Address the sidecar's listeners bind (the instance's own 127.x address, or 0.0.0.0 in a namespace). */
+  readonly bindAddress: string;
+  /** Address the app listens on, as the sidecar's inbound listener reaches it. */
+  readonly appAddress: string;
+  readonly tls: LocalTlsFiles;
+  /** The endpoints of a destination subset; the runner answers with that version's running instances. */
+  readonly endpointsOf: (service: string, namespace: string, subset: Subset) => readonly LocalEndpoint[];
+}
+
+/** An address nothing listens on: a subset without local instances gets it, so calls fail as "no healthy upstream" would. */
+export const UNREACHABLE_ENDPOINT: LocalEndpoint = { address: '127.0.0.1', port: 9 };
+
+/** The version a subset selects: its `version` label, else its name. */
+export function subsetVersion(subset: Subset): string {
+  return subset.labels.version ?? subset.name;
+}
+
+/** Returns the config one local instance's sidecar runs with. */
+export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOptions): SidecarConfig {
+  return {
+    ...config,
+    listeners: { ...config.listeners, bindAddress: options.bindAddress },
+    tls: { certFile: options.tls.certFile, keyFile: options.tls.keyFile, caFile: options.tls.caFile },
+    inbound: { ...config.inbound, app: { ...config.inbound.app, address: options.appAddress } },
+    outbound: {
+      ...config.outbound,
+      services: config.outbound.services.map((svc) => ({
+        ...svc,
+        subsets: svc.subsets.map((subset) => {
+          const endpoints = options.endpointsOf(svc.name, svc.namespace, subset);
+          return {
+            ...subset,
+            discovery: { type: 'static' as const, endpoints: (endpoints.length > 0 ? endpoints : [UNREACHABLE_ENDPOINT]).map((e) => ({ address: e.address, port: e.port })) },
+          };
+        }),
+      })),
+    },
+    // No collector runs locally; spans would only produce export errors in the logs.
+    telemetry: { ...config.telemetry, tracing: { ...config.telemetry.tracing, enabled: false } },
+  };
+}
