@@ -72,7 +72,13 @@ export function buildShopChart(app: App = new App({ outdir: 'dist' })): ShopChar
   // Seed: circuit breaker.
   new CircuitBreaker(chart, 'payment-circuit-breaker', {
     service: payment, maxConnections: 100, maxPendingRequests: 50, maxRequestsPerConnection: 2,
-    outlierDetection: { consecutive5xxErrors: 5, interval: Duration.seconds(30), baseEjectionTime: Duration.seconds(30) },
+    outlierDetection: {
+      consecutive5xxErrors: 5, interval: Duration.seconds(30), baseEjectionTime: Duration.seconds(30),
+      // The cap is per version (subset) and honoured strictly: with the default 10%, a version
+      // needs 10 replicas before one can be ejected. 50% lets payment v1 (2 replicas) lose a
+      // bad one while the other keeps serving its 80%.
+      maxEjectionPercent: 50,
+    },
   });
   // Seed: only order-service may POST /process on payment-service.
   payment.allowFrom(order, { methods: ['POST'], paths: ['/process'] });

@@ -5,7 +5,7 @@
  * to run, as the image is. Versions and service URLs come from the chart's env.
  */
 import * as path from 'node:path';
-import { bundleWithEsbuild, defineLocalPlan, findProjectRoot, isFresh, LocalProcessSpec } from '../../src/local';
+import { bundleWithEsbuild, defineLocalPlan, DemoTrafficSpec, findProjectRoot, isFresh, LocalProcessSpec } from '../../src/local';
 import { buildShopChart } from './chart';
 
 const root = findProjectRoot(__dirname);
@@ -23,23 +23,33 @@ export function bundleShopApps(): void {
   }
 }
 
+/** Where the demo sends its traffic, and the resilience it must show (the run fails without it). */
+const traffic: DemoTrafficSpec = {
+  entryWorkload: 'order-service',
+  path: '/orders?item=book',
+  versionOf: (body) => (body as { payment?: { version?: string } } | undefined)?.payment?.version,
+  splitService: 'payment-service',
+  // Only order-service may POST /process on payment-service: anyone else gets 403.
+  deniedProbe: { workload: 'payment-service', method: 'POST', path: '/process' },
+  // Both payment versions fail some requests on purpose (below): order's sidecars must retry
+  // them, and eject the broken v1 replica after 5 consecutive 5xx.
+  expectRetries: ['payment-service'],
+  expectEjections: ['payment-service/v1'],
+};
+
 export default defineLocalPlan({
   chart: () => buildShopChart().chart,
   prepare: bundleShopApps,
   processes: {
     'order-service/v1': shopApp('order'),
-    'payment-service/v1': shopApp('payment'),
+    // The second of v1's two replicas is broken: it answers every /process with 503. Each
+    // order sidecar retries those tries on another endpoint and, after 5 consecutive 5xx,
+    // ejects the replica for 30 s (the chart's maxEjectionPercent 50 allows one of two).
+    'payment-service/v1': { ...shopApp('payment'), instanceEnv: (index): Record<string, string> => (index === 1 ? { FAIL_RATE: '1' } : {}) },
     // The canary fails one request in ten (evenly spaced), so the table shows retries at work.
     'payment-service/v2': shopApp('payment', { FAIL_RATE: '0.1' }),
     'inventory-service/v1': shopApp('inventory'),
     'inventory-service/v2': shopApp('inventory'),
   },
-  traffic: {
-    entryWorkload: 'order-service',
-    path: '/orders?item=book',
-    versionOf: (body) => (body as { payment?: { version?: string } } | undefined)?.payment?.version,
-    splitService: 'payment-service',
-    // Only order-service may POST /process on payment-service: anyone else gets 403.
-    deniedProbe: { workload: 'payment-service', method: 'POST', path: '/process' },
-  },
+  traffic,
 });

@@ -27,8 +27,28 @@ export interface DemoThresholds {
   readonly minRequests?: number;
 }
 
+/**
+ * Resilience the run must show, when the plan makes something fail on purpose: a demo
+ * that claims retries and ejections must fail if they silently stop happening. Entries
+ * name a service (`payment-service`, every version counts) or one version
+ * (`payment-service/v1`). Counted from the callers' sidecar metrics, so these checks need
+ * them (the table's RETRIES and EJECTED columns).
+ */
+export interface DemoExpectations {
+  /**
+   * Services or versions whose callers must retry at least once (`typemesh_retries_total`).
+   * @default none
+   */
+  readonly expectRetries?: readonly string[];
+  /**
+   * Services or versions whose callers must eject at least one endpoint (`typemesh_outlier_ejections_total`).
+   * @default none
+   */
+  readonly expectEjections?: readonly string[];
+}
+
 /** Returns the problems found; an empty list means the mesh behaved. */
-export function judgeDemo(report: LoadReport, rows: readonly ServiceVersionStats[], thresholds: DemoThresholds = {}, driverSplit?: { service: string; configured: ReadonlyMap<string, number> }): string[] {
+export function judgeDemo(report: LoadReport, rows: readonly ServiceVersionStats[], thresholds: DemoThresholds & DemoExpectations = {}, driverSplit?: { service: string; configured: ReadonlyMap<string, number> }): string[] {
   const minSuccess = thresholds.minSuccessRate ?? 0.95;
   const maxDev = thresholds.maxSplitDeviation ?? 5;
   const minRequests = thresholds.minRequests ?? 100;
@@ -57,6 +77,23 @@ export function judgeDemo(report: LoadReport, rows: readonly ServiceVersionStats
     }
   }
   if (rows.length > 0 && rows.every((r) => r.identities.length === 0)) problems.push('zero mTLS identities seen across the mesh');
+  problems.push(...missingResilience(rows, thresholds.expectRetries ?? [], 'retries', 'retry'));
+  problems.push(...missingResilience(rows, thresholds.expectEjections ?? [], 'ejections', 'ejection'));
+  return problems;
+}
+
+/** One problem per expected service or version whose rows counted none of `field`. */
+function missingResilience(rows: readonly ServiceVersionStats[], expected: readonly string[], field: 'retries' | 'ejections', noun: string): string[] {
+  const problems: string[] = [];
+  for (const target of expected) {
+    const slash = target.indexOf('/');
+    const service = slash < 0 ? target : target.slice(0, slash);
+    const version = slash < 0 ? undefined : target.slice(slash + 1);
+    const matching = rows.filter((r) => r.service === service && (version === undefined || r.version === version));
+    const count = matching.reduce((n, r) => n + r[field], 0);
+    if (matching.length === 0) problems.push(`${target}: the plan expects ${field} but the table has no row for it`);
+    else if (!(count > 0)) problems.push(`${target}: the plan expects ${field} (it makes requests fail on purpose) but the callers' sidecars counted no ${noun}`);
+  }
   return problems;
 }
 

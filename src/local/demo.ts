@@ -3,13 +3,12 @@
  * a progress display and a live table, prints the final table, stops everything and
  * returns the exit code (0 when the mesh behaved, 1 when it did not).
  */
-import { DemoThresholds, judgeDemo } from './demo-verdict';
+import { DemoExpectations, DemoThresholds, judgeDemo } from './demo-verdict';
 import { driverStats } from './driver-stats';
 import { LoadReport, LoadResult, runLoad, summarizeLoad } from './load-driver';
 import { LocalMesh } from './local-mesh';
-import type { DeniedProbeSpec } from './plan';
 import { computeStats, configuredSplits, MeshScrape, scrapeMesh } from './mesh-stats';
-import type { LocalPlan } from './plan';
+import type { DeniedProbeSpec, LocalPlan, LocalTrafficSpec } from './plan';
 import { renderStatTable } from './stat-table';
 import { workloadsFromChart } from './topology';
 
@@ -19,8 +18,14 @@ export interface DemoOutput {
   readonly isTTY?: boolean;
 }
 
+/**
+ * A plan's traffic section with the resilience the demo must show. Build it as a typed
+ * constant (`const traffic: DemoTrafficSpec = {...}`) and pass that to `defineLocalPlan`.
+ */
+export interface DemoTrafficSpec extends LocalTrafficSpec, DemoExpectations {}
+
 /** Options of {@link runDemo}. */
-export interface DemoOptions extends DemoThresholds {
+export interface DemoOptions extends DemoThresholds, DemoExpectations {
   /**
    * How long traffic runs, in ms.
    * @default 20000
@@ -49,7 +54,7 @@ export interface DemoOptions extends DemoThresholds {
 export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promise<number> {
   const out = options.out ?? process.stdout;
   const say = (line: string): void => void out.write(`${line}\n`);
-  const traffic = plan.traffic;
+  const traffic: DemoTrafficSpec | undefined = plan.traffic;
   if (!traffic) throw new Error('the plan has no `traffic` section: the demo needs to know where to send requests (entryWorkload, path)');
   const durationMs = options.durationMs ?? 20_000;
 
@@ -130,7 +135,13 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
       const total = Object.values(report.versions).reduce((a, b) => a + b, 0);
       say(`driver: ${splitService} versions seen in responses: ${Object.entries(report.versions).sort().map(([v, n]) => `${v} ${((100 * n) / total).toFixed(1)}%`).join(', ')}`);
     }
-    const problems = judgeDemo(report, rows, options, splitService && configured ? { service: splitService, configured } : undefined);
+    // Options override the plan's expectations. The driver's fallback rows cannot count
+    // retries or ejections (only the callers' sidecars see them), so those checks need metrics.
+    const expectRetries = options.expectRetries ?? traffic.expectRetries ?? [];
+    const expectEjections = options.expectEjections ?? traffic.expectEjections ?? [];
+    if (fromDriver && expectRetries.length + expectEjections.length > 0) say('(retries and ejections are counted by the callers\' sidecars: without their metrics they are not checked)');
+    const expectations = fromDriver ? { expectRetries: [], expectEjections: [] } : { expectRetries, expectEjections };
+    const problems = judgeDemo(report, rows, { ...options, ...expectations }, splitService && configured ? { service: splitService, configured } : undefined);
     if (probe) {
       const p = probe.statuses();
       const total = Object.values(p).reduce((a, b) => a + b, 0);

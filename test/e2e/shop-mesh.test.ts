@@ -24,7 +24,8 @@ beforeAll(async () => {
     workloads,
     processes: {
       'order-service/v1': { ...plan.processes['order-service/v1'], replicas: 1, env: { CHECK_INVENTORY: 'false' } },
-      'payment-service/v1': plan.processes['payment-service/v1'],
+      // The demo's second v1 replica fails on purpose; here it runs healthy: this test counts exact 200s.
+      'payment-service/v1': { ...plan.processes['payment-service/v1'], instanceEnv: undefined },
       // No injected failures here: retries could move a request to the other version and blur the split.
       'payment-service/v2': { ...plan.processes['payment-service/v2'], env: {} },
     },
