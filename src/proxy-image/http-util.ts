@@ -1,0 +1,136 @@
+/**
+ * Small HTTP helpers shared by the listeners: hop-by-hop header filtering, error responses
+ * with explicit bodies, and bounded body buffering for replayable requests.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { PassThrough, Readable } from 'node:stream';
+
+/** Headers that describe one connection and are never forwarded (RFC 9110 section 7.6.1). */
+export const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect',
+  // Node's http2 compat layer exposes pseudo-headers in req.headers; they are not HTTP/1.1 headers.
+  ':method', ':path', ':authority', ':scheme', ':status', ':protocol',
+]);
+
+/** Copies headers without hop-by-hop ones (including those the Connection header names). */
+export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const conn = headers.connection;
+  const named = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  for (const name in headers) {
+    const v = headers[name];
+    if (v === undefined || (named && named.has(name))) continue;
+    if (HOP_BY_HOP.has(name)) {
+      // "te: trailers" is end-to-end in practice: gRPC servers require it.
+      if (name === 'te' && v === 'trailers') out.te = v;
+      continue;
+    }
+    out[name] = v;
+  }
+  return out;
+}
+
+/** Sends a small plain-text error response, unless the response has started already. */
+export function sendError(res: ServerResponse, status: number, body: string, extraHeaders?: OutgoingHttpHeaders): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const buf = Buffer.from(body.endsWith('\n') ? body : body + '\n');
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': buf.length, ...extraHeaders });
+  res.end(buf);
+}
+
+/** True when the request has no body (no Content-Length > 0 and no Transfer-Encoding). */
+export function hasNoBody(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor === 2) {
+    // HTTP/2: END_STREAM on the HEADERS frame is the only reliable "no body".
+    return (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === true;
+  }
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) return false;
+  const cl = req.headers['content-length'];
+  return cl === undefined || cl === '0';
+}
+
+/** The outcome of reading a body up to a limit. */
+export type BufferedBody =
+  | { readonly complete: true; readonly body: Buffer }
+  /** The body exceeded the limit: `stream` replays what was read, then the rest. */
+  | { readonly complete: false; readonly stream: Readable; readonly bytesRead: number };
+
+/**
+ * Reads a request body into memory if it fits in `limit` bytes (so that a retry can replay
+ * it). A body that turns out larger is returned as a stream of the bytes read so far followed
+ * by the remainder, and is sent without retries. A declared Content-Length above the limit
+ * skips buffering entirely.
+ */
+export function bufferBody(req: IncomingMessage, limit: number, maxWaitMs = 0): Promise<BufferedBody> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) return Promise.resolve({ complete: false, stream: req, bytesRead: 0 });
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let out: PassThrough | undefined;
+    // Past the limit (or the wait) the body switches to a pass-through stream fed by the same
+    // 'data' listener: switching a request between flowing and paused/iterated modes loses
+    // data with Node's HTTP/2 compat requests, so the mode never changes.
+    const giveUp = (): void => {
+      if (timer) clearTimeout(timer);
+      out = new PassThrough();
+      for (const c of chunks) out.write(c);
+      chunks.length = 0;
+      out.on('drain', () => req.resume());
+      resolve({ complete: false, stream: out, bytesRead: size });
+    };
+    // A streaming request (gRPC client or bidi streaming) may wait for the response before it
+    // ends its body: waiting for the end would deadlock, so after maxWaitMs it is streamed.
+    const timer = maxWaitMs > 0 ? setTimeout(giveUp, maxWaitMs) : undefined;
+    req.on('data', (chunk: Buffer) => {
+      if (out) {
+        if (!out.write(chunk)) req.pause();
+        return;
+      }
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) giveUp();
+    });
+    req.once('end', () => {
+      if (out) {
+        out.end();
+        return;
+      }
+      if (timer) clearTimeout(timer);
+      resolve({ complete: true, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) });
+    });
+    const fail = (e: Error): void => {
+      if (timer) clearTimeout(timer);
+      if (out) out.destroy(e);
+      else reject(e);
+    };
+    req.once('error', fail);
+    req.once('close', () => {
+      if (!req.readableEnded) fail(new Error('client closed the request before its body ended'));
+    });
+  });
+}
+
+/** Splits a request target into path and query-less path. */
+export function pathWithoutQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q >= 0 ? path.slice(0, q) : path;
+}
+
+/** Copies upstream trailers to an HTTP/2 response (gRPC status travels in trailers); HTTP/1.1 responses drop them. */
+export function forwardTrailers(res: ServerResponse, trailers: Record<string, string | string[] | undefined> | undefined): void {
+  if (!trailers || (res.req as IncomingMessage | undefined)?.httpVersionMajor !== 2) return;
+  const out: Record<string, string | string[]> = {};
+  let any = false;
+  for (const k in trailers) {
+    const v = trailers[k];
+    if (v === undefined) continue;
+    out[k] = v;
+    any = true;
+  }
+  if (any) res.addTrailers(out);
+}

@@ -1,0 +1,135 @@
+/**
+ * The workload's identity: its certificate, key and the mesh CA bundle, read from the files
+ * named in config.tls and reloaded when they change. A reload builds new TLS contexts used by
+ * new connections only; connections already open keep the context they were made with, so
+ * rotation never drops a request in flight.
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import * as tls from 'node:tls';
+import { createSecureContext, PeerCertificate, SecureContext } from 'node:tls';
+import { FileWatcher } from './file-watch';
+import { errorMessage, log } from './log';
+
+/** The files of an identity. */
+export interface IdentityFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/** One loaded generation of the identity. */
+export interface IdentityMaterial {
+  /** Options for a TLS server (the inbound listener); passed to setSecureContext on rotation. */
+  readonly serverOptions: tls.SecureContextOptions;
+  /** Context for TLS clients (outbound connections to peers). */
+  readonly clientContext: SecureContext;
+  /** The SPIFFE ID in our own certificate's URI SAN. */
+  readonly spiffeId?: string;
+  readonly notAfter: Date;
+  readonly fingerprint256: string;
+}
+
+/** Extracts the first spiffe:// URI SAN from a subjectAltName string ("URI:spiffe://..., DNS:x"). */
+export function spiffeIdFromSubjectAltName(san: string | undefined): string | undefined {
+  if (!san) return undefined;
+  for (const part of san.split(', ')) {
+    if (part.startsWith('URI:spiffe://')) return part.slice(4);
+  }
+  return undefined;
+}
+
+/** All URI SANs of a peer certificate. */
+export function uriSans(cert: PeerCertificate | { subjectaltname?: string } | undefined): string[] {
+  const san = cert?.subjectaltname;
+  if (!san) return [];
+  return san.split(', ').filter((p) => p.startsWith('URI:')).map((p) => p.slice(4));
+}
+
+/** Reads and validates the three files; throws when they do not form a usable identity. */
+export async function loadIdentity(files: IdentityFiles): Promise<IdentityMaterial> {
+  const [cert, key, ca] = await Promise.all([readFile(files.certFile), readFile(files.keyFile), readFile(files.caFile)]);
+  const base: tls.SecureContextOptions = { cert, key, ca, minVersion: 'TLSv1.3' };
+  // createSecureContext throws when the key does not match the certificate (e.g. half-written rotation).
+  const clientContext = createSecureContext(base);
+  const x = new X509Certificate(cert);
+  return {
+    serverOptions: base,
+    clientContext,
+    spiffeId: spiffeIdFromSubjectAltName(x.subjectAltName),
+    notAfter: new Date(x.validTo),
+    fingerprint256: x.fingerprint256,
+  };
+}
+
+/** The current identity plus change notification. */
+export class WorkloadIdentity {
+  private watcher?: FileWatcher;
+  private readonly listeners: Array<(m: IdentityMaterial) => void> = [];
+
+  private constructor(private files: IdentityFiles, private material: IdentityMaterial) {}
+
+  /** Loads the identity (throws when the files are missing or invalid) and starts watching them. */
+  public static async start(files: IdentityFiles): Promise<WorkloadIdentity> {
+    const id = new WorkloadIdentity(files, await loadIdentity(files));
+    await id.watch();
+    return id;
+  }
+
+  /** The generation in use for new connections. */
+  public get current(): IdentityMaterial {
+    return this.material;
+  }
+
+  /** Calls fn after every successful reload. */
+  public onReload(fn: (m: IdentityMaterial) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Switches to other files (a config reload changed config.tls). */
+  public async setFiles(files: IdentityFiles): Promise<void> {
+    if (files.certFile === this.files.certFile && files.keyFile === this.files.keyFile && files.caFile === this.files.caFile) return;
+    const material = await loadIdentity(files);
+    this.files = files;
+    this.watcher?.close();
+    await this.watch();
+    this.swap(material);
+  }
+
+  /** Reloads now (SIGHUP). */
+  public async reload(): Promise<void> {
+    await this.watcher?.trigger();
+  }
+
+  private async watch(): Promise<void> {
+    const files = this.files;
+    this.watcher = new FileWatcher([files.certFile, files.keyFile, files.caFile], async () => {
+      let material: IdentityMaterial;
+      try {
+        material = await loadIdentity(files);
+      } catch (e) {
+        log('warn', 'certificate reload failed; keeping the previous certificate', { error: errorMessage(e), certFile: files.certFile });
+        throw e;
+      }
+      if (material.fingerprint256 === this.material.fingerprint256 && material.serverOptions.ca?.toString() === this.material.serverOptions.ca?.toString()) return;
+      this.swap(material);
+    });
+    await this.watcher.prime();
+  }
+
+  private swap(material: IdentityMaterial): void {
+    this.material = material;
+    log('info', 'certificate loaded', { spiffeId: material.spiffeId, notAfter: material.notAfter.toISOString() });
+    for (const fn of this.listeners) {
+      try {
+        fn(material);
+      } catch (e) {
+        log('error', 'certificate reload listener failed', { error: errorMessage(e) });
+      }
+    }
+  }
+
+  public close(): void {
+    this.watcher?.close();
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The inbound listener's request path: a request from a peer sidecar (mTLS) or, in
+ * PERMISSIVE mode, a plaintext client, has its path normalized once, is authorized against
+ * the workload's rules with the peer's SPIFFE ID as principal, and is forwarded with the same
+ * normalized path to the app on loopback over pooled keep-alive connections.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
+import { normalizePath } from './authz/path';
+import { forwardableHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError } from './http-util';
+import { spiffeIdFromSubjectAltName } from './identity';
+import type { ProxyObserver, RequestObservation } from './observer';
+import type { ProxyState } from './state';
+import { isConnectFailure } from './upstream-connector';
+
+/** Dependencies of the inbound handler. */
+export interface InboundDeps {
+  readonly state: () => ProxyState;
+  readonly observer: ProxyObserver;
+  readonly ownIdentity: () => string | undefined;
+  readonly track: (delta: number) => void;
+}
+
+const principals = new WeakMap<Socket, string | null>();
+
+/** The peer's SPIFFE ID of an mTLS connection (cached per connection), or undefined for plaintext. */
+export function peerPrincipal(socket: Socket): string | undefined {
+  const cached = principals.get(socket);
+  if (cached !== undefined) return cached ?? undefined;
+  let id: string | undefined;
+  const tlsSocket = socket as TLSSocket;
+  if (tlsSocket.encrypted) id = spiffeIdFromSubjectAltName(tlsSocket.getPeerCertificate()?.subjectaltname);
+  principals.set(socket, id ?? null);
+  return id;
+}
+
+/** The result of the inbound checks that come before forwarding. */
+export type InboundAdmission =
+  | { readonly ok: true; readonly path: string; readonly principal?: string }
+  | { readonly ok: false; readonly status: number; readonly body: string; readonly flag: string };
+
+/** Normalizes the path and authorizes the request. */
+export function admit(state: ProxyState, req: IncomingMessage): InboundAdmission {
+  const principal = peerPrincipal(req.socket);
+  const norm = normalizePath(req.url ?? '/', state.config.inbound.pathNormalization);
+  if (!norm.ok) return { ok: false, status: 400, body: `bad request: invalid path: ${norm.reason}`, flag: 'NP' };
+  const decision = state.authorizer.decide({ principal, method: req.method ?? 'GET', path: pathWithoutQuery(norm.path), headers: req.headers });
+  if (!decision.allowed) return { ok: false, status: 403, body: `RBAC: access denied: ${decision.reason}`, flag: 'RBAC' };
+  return { ok: true, path: norm.path, principal };
+}
+
+/** Builds the headers sent to the app. */
+export function appHeaders(req: IncomingMessage, principal: string | undefined, ownId: string | undefined): Record<string, string | string[]> {
+  const headers = forwardableHeaders(req.headers);
+  // HTTP/2 carries the authority as a pseudo-header; an HTTP/1.1 app needs it as Host.
+  const authority = req.headers[':authority'];
+  if (headers.host === undefined && typeof authority === 'string') headers.host = authority;
+  // Only this sidecar may state who the peer is: drop whatever the client claimed.
+  delete headers['x-forwarded-client-cert'];
+  if (principal) headers['x-forwarded-client-cert'] = ownId ? `By=${ownId};URI=${principal}` : `URI=${principal}`;
+  headers['x-forwarded-proto'] = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  return headers;
+}
+
+/** The inbound request handler. */
+export class InboundProxy {
+  constructor(private readonly deps: InboundDeps) {}
+
+  public handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.deps.track(1);
+    res.once('close', () => this.deps.track(-1));
+    const state = this.deps.state();
+    const admission = admit(state, req);
+    const principal = peerPrincipal(req.socket);
+    const obs = this.deps.observer.requestStarted({
+      direction: 'inbound',
+      method: req.method ?? 'GET',
+      authority: req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '',
+      path: admission.ok ? admission.path : req.url ?? '',
+      headers: req.headers,
+      sourcePrincipal: principal,
+      connectionSecurity: principal || (req.socket as TLSSocket).encrypted ? 'mutual_tls' : 'none',
+    });
+    if (!admission.ok) {
+      finishError(res, obs, admission.status, admission.body, admission.flag);
+      return;
+    }
+    void this.forward(state, req, res, admission.path, principal, obs);
+  };
+
+  private async forward(state: ProxyState, req: IncomingMessage, res: ServerResponse, path: string, principal: string | undefined, obs: RequestObservation): Promise<void> {
+    const headers = appHeaders(req, principal, this.deps.ownIdentity());
+    for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+    const cancel = new Canceller();
+    const onClose = (): void => {
+      if (!res.writableEnded) cancel.cancel(new Error('client closed the connection'));
+    };
+    res.once('close', onClose);
+    let response: UpstreamResponse;
+    try {
+      response = await upstreamRequest(state.appPool, {
+        method: req.method ?? 'GET',
+        path,
+        headers,
+        body: hasNoBody(req) ? null : req,
+        cancel,
+      });
+    } catch (e) {
+      if (cancel.reason) {
+        obs.end({ status: 0, requestBytes: 0, responseBytes: 0, retries: 0, flags: ['DC'] });
+        return;
+      }
+      const msg = (e as Error).message;
+      if (isConnectFailure(e)) finishError(res, obs, 503, `upstream connect error: the app at ${state.config.inbound.app.address}:${state.config.inbound.app.port} refused the connection (${msg})`, 'UF');
+      else finishError(res, obs, 503, `upstream reset before response: ${msg}`, 'UC');
+      return;
+    }
+    res.removeListener('close', onClose);
+    const grpc = response.headers['grpc-status'];
+    try {
+      res.writeHead(response.statusCode, forwardableHeaders(response.headers as Record<string, string | string[] | undefined>));
+    } catch (e) {
+      // A header value Node refuses to send (e.g. a control character): never pass it on.
+      discardBody(response.body);
+      finishError(res, obs, 502, `upstream sent an invalid response header: ${(e as Error).message}`, 'UPE');
+      return;
+    }
+    let responseBytes = 0;
+    let done = false;
+    const finish = (status: number, flags: string[]): void => {
+      if (done) return;
+      done = true;
+      obs.end({ status, requestBytes: Number(req.headers['content-length'] ?? 0) || 0, responseBytes, retries: 0, flags, grpcStatus: grpcStatusFrom(grpc) ?? grpcStatusFrom(response.trailers['grpc-status']) });
+    };
+    const body = response.body;
+    body.on('data', (chunk: Buffer) => {
+      responseBytes += chunk.length;
+      if (!res.write(chunk)) {
+        body.pause();
+        res.once('drain', () => body.resume());
+      }
+    });
+    body.once('end', () => {
+      forwardTrailers(res, response.trailers);
+      res.end();
+      finish(response.statusCode, []);
+    });
+    body.on('error', () => {
+      res.destroy();
+      finish(response.statusCode, ['UPE']);
+    });
+    res.once('close', () => {
+      if (!res.writableEnded) {
+        body.destroy();
+        finish(0, ['DC']);
+      }
+    });
+  }
+}
+
+function finishError(res: ServerResponse, obs: RequestObservation, status: number, body: string, flag: string): void {
+  sendError(res, status, body);
+  obs.end({ status, requestBytes: 0, responseBytes: body.length + 1, retries: 0, flags: [flag] });
+}
+
+/** gRPC status from a header or trailer value (a status in trailers arrives with the end of the body). */
+function grpcStatusFrom(v: string | string[] | undefined): number | undefined {
+  if (typeof v !== 'string') return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) ? n : undefined;
+}

@@ -1,0 +1,118 @@
+/**
+ * typemesh-proxy: the TypeMesh sidecar's entry point.
+ *
+ *   typemesh-proxy --config <file>          run the sidecar
+ *   typemesh-proxy --config <file> --check  validate the config and exit
+ *   typemesh-proxy --help | --version
+ *
+ * Exit codes: 0 ok (including a drained SIGTERM), 1 invalid config or start failure, 2 usage error.
+ */
+import { loadSidecarConfigFile, SidecarConfig, SidecarConfigError } from '../config';
+import { errorMessage, log } from './log';
+import { createObserver } from './observer-factory';
+import { Sidecar } from './sidecar';
+import { PROXY_VERSION } from './version';
+
+const USAGE = `Usage: typemesh-proxy --config <file> [--check]
+
+The TypeMesh sidecar proxy.
+
+Options:
+  --config <file>  the sidecar config (YAML or JSON, typemesh.io/v1alpha1 SidecarConfig)
+  --check          validate the config and exit (0 valid, 1 invalid)
+  --version        print the version and exit
+  --help           print this help and exit
+
+Signals: SIGHUP reloads config and certificates; SIGTERM/SIGINT drain and exit 0.
+Environment: TYPEMESH_LOG_LEVEL=debug|info|warn|error (default info);
+  TYPEMESH_REQUEST_HEAD_TIMEOUT_MS: time a new connection has to send its first request head (default 60000).
+`;
+
+interface Args {
+  config?: string;
+  check: boolean;
+  help: boolean;
+  version: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { check: false, help: false, version: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') args.help = true;
+    else if (a === '--version' || a === '-v') args.version = true;
+    else if (a === '--check') args.check = true;
+    else if (a === '--config' || a === '-c') {
+      const v = argv[++i];
+      if (!v) throw new UsageError('--config needs a file path');
+      args.config = v;
+    } else if (a.startsWith('--config=')) args.config = a.slice('--config='.length);
+    else throw new UsageError(`unknown argument "${a}"`);
+  }
+  return args;
+}
+
+class UsageError extends Error {}
+
+async function main(): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`typemesh-proxy: ${errorMessage(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (args.version) {
+    process.stdout.write(`typemesh-proxy ${PROXY_VERSION} (node ${process.version})\n`);
+    return 0;
+  }
+  if (!args.config) {
+    process.stderr.write(`typemesh-proxy: --config <file> is required\n\n${USAGE}`);
+    return 2;
+  }
+  let config: SidecarConfig;
+  try {
+    config = loadSidecarConfigFile(args.config);
+  } catch (e) {
+    const msg = e instanceof SidecarConfigError ? e.message : `cannot read config ${args.config}: ${errorMessage(e)}`;
+    process.stderr.write(`typemesh-proxy: ${msg}\n`);
+    return 1;
+  }
+  if (args.check) {
+    process.stdout.write(`config ${args.config} is valid (workload ${config.workload.name}, ${config.outbound.services.length} outbound services)\n`);
+    return 0;
+  }
+  let sidecar: Sidecar;
+  try {
+    sidecar = await Sidecar.start({ configFile: args.config, config, observer: createObserver(config) });
+  } catch (e) {
+    process.stderr.write(`typemesh-proxy: failed to start: ${errorMessage(e)}\n`);
+    return 1;
+  }
+  process.on('SIGHUP', () => void sidecar.reloadAll());
+  // One request's unexpected error must not take down every other request of the workload:
+  // log it loudly and keep serving (the error is counted by whoever tails the logs).
+  process.on('uncaughtException', (e) => log('error', 'uncaught exception', { error: errorMessage(e), stack: (e as Error).stack }));
+  process.on('unhandledRejection', (e) => log('error', 'unhandled rejection', { error: errorMessage(e) }));
+  const stop = (signal: string): void => {
+    log('info', 'signal received', { signal });
+    sidecar.drain().then(() => process.exit(0), (e) => {
+      log('error', 'drain failed', { error: errorMessage(e) });
+      process.exit(1);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return -1; // keep running
+}
+
+main().then((code) => {
+  if (code >= 0) process.exitCode = code;
+}, (e) => {
+  process.stderr.write(`typemesh-proxy: ${errorMessage(e)}\n`);
+  process.exitCode = 1;
+});

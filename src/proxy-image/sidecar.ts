@@ -1,0 +1,419 @@
+/**
+ * The sidecar process: loads the config and identity, runs the outbound, inbound and admin
+ * listeners, swaps config on file change or SIGHUP (an invalid config is refused and the last
+ * good one keeps serving), and drains on SIGTERM.
+ */
+import { readFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
+import { parseSidecarConfigText, SidecarConfig } from '../config';
+import { adminHandler } from './admin';
+import { FileWatcher } from './file-watch';
+import { WorkloadIdentity } from './identity';
+import { InboundProxy } from './inbound';
+import { errorMessage, log } from './log';
+import type { ProxyObserver } from './observer';
+import { OutboundProxy } from './outbound';
+import { hostWithoutPort } from './routing';
+import { buildState, ProxyState } from './state';
+import { inboundUpgrade, outboundUpgrade } from './upgrade';
+
+/** Largest request head accepted (Envoy's default is 60 KiB); larger heads get 431. */
+export const MAX_HEADER_BYTES = 60 * 1024;
+/** Keep-alive idle time of downstream connections; above the clients' pool idle times so the client closes first. */
+const DOWNSTREAM_KEEPALIVE_MS = 65_000;
+/**
+ * How long a new downstream connection has to deliver its first complete request head
+ * (TYPEMESH_REQUEST_HEAD_TIMEOUT_MS overrides the default of 60 s).
+ */
+const FIRST_REQUEST_HEAD_TIMEOUT_MS = Number(process.env.TYPEMESH_REQUEST_HEAD_TIMEOUT_MS) > 0 ? Number(process.env.TYPEMESH_REQUEST_HEAD_TIMEOUT_MS) : 60_000;
+/** How long a peer has to send its first byte / finish the TLS handshake. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Options of {@link Sidecar.start}. */
+export interface SidecarOptions {
+  /** Path of the config file (watched for changes). */
+  readonly configFile: string;
+  /** The config, already validated from configFile. */
+  readonly config: SidecarConfig;
+  /** The telemetry observer. */
+  readonly observer: ProxyObserver;
+}
+
+/** A running sidecar. */
+export class Sidecar {
+  /** Starts the listeners; resolves once all three are listening. */
+  public static async start(opts: SidecarOptions): Promise<Sidecar> {
+    const identity = await WorkloadIdentity.start(opts.config.tls);
+    const s = new Sidecar(opts, identity);
+    await s.listen();
+    return s;
+  }
+
+  private state: ProxyState;
+  private readonly observer: ProxyObserver;
+  private readonly outboundServer: http.Server;
+  /** h2c (prior knowledge) from the app, for http2/grpc services. */
+  private readonly outboundH2: http2.Http2Server;
+  /** The outbound port: peeks at the first bytes to tell HTTP/1.1 from the h2c preface. */
+  private readonly outboundFront: net.Server;
+  /** HTTP/2 over mTLS from peer sidecars (ALPN h2). */
+  private readonly inboundH2: http2.Http2Server;
+  private readonly h2Sessions = new Set<http2.Http2Session>();
+  private readonly inboundFront: net.Server;
+  private readonly inboundTls: tls.Server;
+  private readonly inboundHttp: http.Server;
+  private readonly adminServer: http.Server;
+  private readonly outbound: OutboundProxy;
+  private readonly configWatcher: FileWatcher;
+  private lastConfigText?: string;
+  private inFlight = 0;
+  private draining = false;
+  private drainWaiters: Array<() => void> = [];
+  private readonly inboundSockets = new Set<net.Socket>();
+  /**
+   * HTTP/1.1 downstream connections and their requests in flight. The HTTP servers here never
+   * listen themselves (connections are handed to them), so Node does not track their
+   * connections for closeIdleConnections(); drain uses this instead.
+   */
+  private readonly downstream = new Map<net.Socket, number>();
+  private readonly headTimers = new Map<net.Socket, NodeJS.Timeout>();
+  /** Closers of clusters replaced by a reload, waiting for their requests in flight. */
+  private readonly retiring = new Set<() => void>();
+
+  private constructor(private readonly opts: SidecarOptions, private readonly identity: WorkloadIdentity) {
+    this.observer = opts.observer;
+    const deps = { identity, observer: this.observer };
+    this.state = buildState(opts.config, deps).state;
+    const getState = (): ProxyState => this.state;
+    const track = (d: number): void => this.track(d);
+    this.observer.certificateLoaded(identity.current.notAfter);
+
+    // Outbound: plain HTTP from the app.
+    this.outbound = new OutboundProxy({ state: getState, observer: this.observer, track });
+    this.outboundServer = this.httpServer(this.outbound.handle);
+    const onOutboundUpgrade = outboundUpgrade({ state: getState, observer: this.observer, identity });
+    this.outboundServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      this.clearHeadTimer(socket);
+      onOutboundUpgrade(req, socket, head);
+    });
+    this.outboundServer.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      this.clearHeadTimer(socket);
+      this.tunnel(req, socket, head);
+    });
+    this.outboundH2 = this.h2Server(this.outbound.handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    this.outboundFront = net.createServer({ noDelay: true }, (socket) => this.acceptOutbound(socket));
+
+    // Inbound: a TCP front that routes each connection to TLS or (PERMISSIVE) plaintext HTTP.
+    const inbound = new InboundProxy({ state: getState, observer: this.observer, ownIdentity: () => identity.current.spiffeId, track });
+    this.inboundHttp = this.httpServer(inbound.handle);
+    const onInboundUpgrade = inboundUpgrade({ state: getState, observer: this.observer, identity });
+    this.inboundHttp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      this.clearHeadTimer(socket);
+      onInboundUpgrade(req, socket, head);
+    });
+    this.inboundH2 = this.h2Server(inbound.handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    this.inboundTls = tls.createServer({
+      ...identity.current.serverOptions,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2', 'http/1.1'],
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    }, (socket) => {
+      this.observer.tcpConnectionOpened('inbound', 'mutual_tls');
+      socket.once('close', () => this.observer.tcpConnectionClosed('inbound', 'mutual_tls'));
+      if (socket.alpnProtocol === 'h2') this.inboundH2.emit('connection', socket);
+      else this.inboundHttp.emit('connection', socket);
+    });
+    this.inboundTls.on('tlsClientError', (err, socket) => {
+      // Node has already queued the TLS alert (unknown ca, certificate expired...) and closes
+      // the socket itself; destroying it here would cut the alert off.
+      log('debug', 'inbound TLS handshake failed', { error: err.message, remote: socket.remoteAddress });
+    });
+    this.inboundFront = net.createServer({ noDelay: true }, (socket) => this.acceptInbound(socket));
+    identity.onReload((m) => {
+      // New handshakes use the new certificate; established connections keep theirs.
+      this.inboundTls.setSecureContext({ ...m.serverOptions, minVersion: 'TLSv1.3' });
+      this.observer.certificateLoaded(m.notAfter);
+    });
+
+    this.adminServer = http.createServer(adminHandler({
+      state: getState,
+      observer: this.observer,
+      notReadyReason: () => (this.draining ? 'draining' : undefined),
+      certificate: () => ({ spiffeId: identity.current.spiffeId, notAfter: identity.current.notAfter.toISOString(), fingerprint256: identity.current.fingerprint256 }),
+    }));
+
+    this.configWatcher = new FileWatcher([opts.configFile], () => this.reloadConfig('file change'));
+  }
+
+  private httpServer(handler: http.RequestListener): http.Server {
+    const server = http.createServer({
+      maxHeaderSize: MAX_HEADER_BYTES,
+      keepAliveTimeout: DOWNSTREAM_KEEPALIVE_MS,
+      // Long uploads and streams are bounded by the route's timeouts, not by the server.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      noDelay: true,
+    }, (req, res) => {
+      const socket = req.socket;
+      this.clearHeadTimer(socket);
+      this.downstream.set(socket, (this.downstream.get(socket) ?? 0) + 1);
+      res.once('close', () => {
+        const n = (this.downstream.get(socket) ?? 1) - 1;
+        this.downstream.set(socket, n);
+        // Draining: a connection is closed as soon as its last request is answered.
+        if (this.draining && n === 0) socket.end();
+      });
+      if (this.draining) res.shouldKeepAlive = false;
+      handler(req, res);
+    });
+    server.on('connection', (socket: net.Socket) => {
+      if (!this.downstream.has(socket)) this.downstream.set(socket, 0);
+      // Node's headersTimeout is enforced only for servers that listen themselves; these are
+      // handed their connections, so a connection that never completes a first request head
+      // (slowloris) is closed here.
+      const timer = setTimeout(() => {
+        if ((this.downstream.get(socket) ?? 0) === 0) socket.destroy();
+      }, FIRST_REQUEST_HEAD_TIMEOUT_MS);
+      timer.unref();
+      this.headTimers.set(socket, timer);
+      socket.once('close', () => {
+        this.downstream.delete(socket);
+        clearTimeout(timer);
+        this.headTimers.delete(socket);
+      });
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+      if (!socket.writable || (err as { bytesParsed?: number }).bytesParsed === undefined && err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      const body = tooLarge
+        ? `request header fields too large: the request head exceeds ${MAX_HEADER_BYTES} bytes\n`
+        : `bad request: ${err.code === 'HPE_INVALID_TRANSFER_ENCODING' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' ? 'conflicting or invalid Content-Length / Transfer-Encoding' : err.code ?? err.message}\n`;
+      socket.end(`HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+    return server;
+  }
+
+  private h2Server(handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void): http2.Http2Server {
+    const server = http2.createServer({ maxSessionMemory: 64, settings: { maxHeaderListSize: MAX_HEADER_BYTES } }, (req, res) => {
+      handler(req, res);
+    });
+    server.on('session', (session: http2.Http2Session) => {
+      this.h2Sessions.add(session);
+      session.once('close', () => this.h2Sessions.delete(session));
+      if (this.draining) session.close();
+    });
+    server.on('sessionError', () => undefined);
+    return server;
+  }
+
+  private acceptOutbound(socket: net.Socket): void {
+    socket.on('error', () => undefined);
+    this.observer.tcpConnectionOpened('outbound', 'none');
+    socket.once('close', () => this.observer.tcpConnectionClosed('outbound', 'none'));
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause();
+      socket.unshift(chunk);
+      // "PRI * HTTP/2.0" starts the h2c prior-knowledge preface.
+      if (chunk.length >= 3 && chunk[0] === 0x50 && chunk[1] === 0x52 && chunk[2] === 0x49) {
+        // The HTTP/2 session reads the native handle and would miss the unshifted bytes.
+        const wrapped = Duplex.from({ readable: socket, writable: socket });
+        wrapped.on('error', () => socket.destroy());
+        this.outboundH2.emit('connection', wrapped);
+      } else {
+        this.outboundServer.emit('connection', socket);
+      }
+      socket.resume();
+    });
+  }
+
+  private clearHeadTimer(socket: net.Socket): void {
+    const timer = this.headTimers.get(socket);
+    if (timer) {
+      clearTimeout(timer);
+      this.headTimers.delete(socket);
+    }
+  }
+
+  private acceptInbound(socket: net.Socket): void {
+    this.inboundSockets.add(socket);
+    socket.once('close', () => this.inboundSockets.delete(socket));
+    socket.on('error', () => undefined);
+    const mode = this.state.config.inbound.mtls.mode;
+    if (mode === 'STRICT') {
+      this.inboundTls.emit('connection', socket);
+      return;
+    }
+    // PERMISSIVE: peek at the first byte; 0x16 is a TLS handshake record.
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
+    socket.once('data', (chunk: Buffer) => {
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(chunk);
+      if (chunk[0] === 0x16) {
+        // A TLSSocket made from a net.Socket reads its native handle and would miss the
+        // unshifted bytes; a stream wrapper makes it read through the JS stream instead.
+        // (Only PERMISSIVE pays this; STRICT hands the socket over untouched.)
+        const wrapped = Duplex.from({ readable: socket, writable: socket });
+        wrapped.on('error', () => socket.destroy());
+        this.inboundTls.emit('connection', wrapped);
+      } else {
+        this.observer.tcpConnectionOpened('inbound', 'none');
+        socket.once('close', () => this.observer.tcpConnectionClosed('inbound', 'none'));
+        this.inboundHttp.emit('connection', socket);
+      }
+      socket.resume();
+    });
+  }
+
+  /** CONNECT tunnels (HTTPS through HTTP_PROXY) to hosts outside the mesh, when passthrough is on. */
+  private tunnel(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '');
+    if (!m) {
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    if (this.state.hosts.has(hostWithoutPort(m[1]))) {
+      // A tunnel to a mesh service carries plain HTTP (clients such as undici's ProxyAgent
+      // tunnel even http:// URLs): serve the tunnel as an outbound HTTP connection, so each
+      // request in it is routed by its Host like any other.
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) socket.unshift(head);
+      this.outboundServer.emit('connection', socket);
+      return;
+    }
+    if (!this.state.config.outbound.passthrough) {
+      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    const upstream = net.connect(Number(m[2]), m[1], () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    upstream.on('error', () => {
+      if (socket.writable) socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    });
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+  }
+
+  private async listen(): Promise<void> {
+    const l = this.opts.config.listeners;
+    const listenOn = (server: net.Server, port: number): Promise<void> => new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, l.bindAddress, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    await listenOn(this.adminServer, l.adminPort);
+    await listenOn(this.inboundFront, l.inboundPort);
+    await listenOn(this.outboundFront, l.outboundPort);
+    this.lastConfigText = await readFile(this.opts.configFile, 'utf8').catch(() => undefined);
+    await this.configWatcher.prime();
+    log('info', 'sidecar ready', { workload: this.opts.config.workload.name, identity: this.identity.current.spiffeId, outbound: l.outboundPort, inbound: l.inboundPort, admin: l.adminPort, bindAddress: l.bindAddress });
+  }
+
+  private track(delta: number): void {
+    this.inFlight += delta;
+    if (this.inFlight === 0 && this.drainWaiters.length) {
+      for (const w of this.drainWaiters) w();
+      this.drainWaiters = [];
+    }
+  }
+
+  /** Re-reads the config file; a valid config is swapped in, an invalid one refused. */
+  public async reloadConfig(reason: string): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.opts.configFile, 'utf8');
+    } catch (e) {
+      log('error', 'config reload refused: cannot read the config file; keeping the last good config', { reason, file: this.opts.configFile, error: errorMessage(e) });
+      this.observer.configReload(false);
+      return;
+    }
+    if (text === this.lastConfigText) return;
+    let config: SidecarConfig;
+    try {
+      config = parseSidecarConfigText(text, this.opts.configFile);
+      const old = this.state.config.listeners;
+      const l = config.listeners;
+      if (l.bindAddress !== old.bindAddress || l.inboundPort !== old.inboundPort || l.outboundPort !== old.outboundPort || l.adminPort !== old.adminPort) {
+        throw new Error('listeners cannot change without a restart (bindAddress, outboundPort, inboundPort, adminPort differ from the running ones)');
+      }
+      await this.identity.setFiles(config.tls);
+      const { state, retired, retiredAppPool } = buildState(config, { identity: this.identity, observer: this.observer }, this.state);
+      this.state = state;
+      this.lastConfigText = text;
+      // Requests in flight keep using retired clusters; close their pools once they are done.
+      const grace = Math.max(config.drainTimeoutMs, 1000);
+      if (retired.length || retiredAppPool) {
+        const closeRetired = (): void => {
+          this.retiring.delete(closeRetired);
+          for (const c of retired) c.close();
+          retiredAppPool?.close().catch(() => undefined);
+        };
+        this.retiring.add(closeRetired);
+        setTimeout(closeRetired, grace).unref();
+      }
+    } catch (e) {
+      this.lastConfigText = text; // do not re-count the same bad file on every poll
+      log('error', 'config reload refused; keeping the last good config', { reason, file: this.opts.configFile, error: errorMessage(e) });
+      this.observer.configReload(false);
+      return;
+    }
+    log('info', 'config reloaded', { reason, file: this.opts.configFile, services: config.outbound.services.length });
+    this.observer.configReload(true);
+  }
+
+  /** SIGHUP: reload config and certificates now. */
+  public async reloadAll(): Promise<void> {
+    this.lastConfigText = undefined;
+    await Promise.all([this.reloadConfig('SIGHUP'), this.identity.reload()]);
+  }
+
+  /** SIGTERM: stop accepting, let requests in flight finish (at most drainTimeoutMs), then close everything. */
+  public async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    const timeoutMs = this.state.config.drainTimeoutMs;
+    log('info', 'draining', { inFlight: this.inFlight, drainTimeoutMs: timeoutMs });
+    this.configWatcher.close();
+    this.identity.close();
+    this.outboundFront.close();
+    this.inboundFront.close();
+    for (const session of this.h2Sessions) session.close(); // GOAWAY: streams in flight finish
+    for (const [socket, active] of this.downstream) if (active === 0) socket.end();
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.drainWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const abandoned = this.inFlight;
+    for (const socket of this.downstream.keys()) socket.destroy();
+    for (const s of this.inboundSockets) s.destroy();
+    for (const session of this.h2Sessions) session.destroy();
+    await this.outbound.close();
+    for (const c of this.state.clusters.values()) c.close();
+    for (const closeRetired of [...this.retiring]) closeRetired();
+    await this.state.appPool.close().catch(() => undefined);
+    await this.observer.shutdown().catch(() => undefined);
+    await new Promise<void>((resolve) => this.adminServer.close(() => resolve()));
+    log('info', 'drained', { abandonedRequests: abandoned });
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The immutable snapshot of everything a request needs, built from one validated config.
+ * A reload builds a new snapshot and swaps one reference, so a request sees one config from
+ * start to end, and the swap is atomic for the next request.
+ */
+import type { OutboundService, SidecarConfig } from '../config';
+import { Dispatcher, H2CClient, Pool } from 'undici';
+import { Authorizer } from './authz/authorizer';
+import { ClusterDeps, clusterKey, ServiceCluster } from './cluster';
+import { compileRetryOn, CompiledRetryOn } from './retry';
+import { CompiledRoute, compileRoute, hostWithoutPort } from './routing';
+
+/** A destination service ready for the hot path. */
+export interface ServiceEntry {
+  readonly config: OutboundService;
+  readonly cluster: ServiceCluster;
+  readonly routes: readonly CompiledRoute[];
+  /** Compiled retryOn per route name. */
+  readonly retryOn: ReadonlyMap<string, CompiledRetryOn>;
+}
+
+/** One config generation. */
+export interface ProxyState {
+  readonly config: SidecarConfig;
+  /** Host (lower case, no port) -> service. */
+  readonly hosts: ReadonlyMap<string, ServiceEntry>;
+  /** Service name -> cluster. */
+  readonly clusters: ReadonlyMap<string, ServiceCluster>;
+  /** Inbound authorization, compiled. */
+  readonly authorizer: Authorizer;
+  /** Keep-alive connections to the app (inbound), kept across reloads while the app address is unchanged. */
+  readonly appPool: Dispatcher;
+}
+
+function appPoolFor(config: SidecarConfig, previous?: ProxyState): Dispatcher {
+  const app = config.inbound.app;
+  const prev = previous?.config.inbound.app;
+  const prevProtocol = previous?.config.workload.appPorts.find((p) => p.port === app.port)?.protocol;
+  const nextProtocol = config.workload.appPorts.find((p) => p.port === app.port)?.protocol;
+  if (previous && prev && prev.address === app.address && prev.port === app.port && prevProtocol === nextProtocol) return previous.appPool;
+  const host = app.address.includes(':') ? `[${app.address}]` : app.address;
+  const protocol = config.workload.appPorts.find((p) => p.port === app.port)?.protocol ?? 'http';
+  if (protocol !== 'http') {
+    // An http2/grpc app speaks h2c (prior knowledge); one multiplexed connection carries all streams.
+    return new H2CClient(`http://${host}:${app.port}`, { maxConcurrentStreams: 1000, pipelining: 1000, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30000 });
+  }
+  return new Pool(`http://${host}:${app.port}`, {
+    connections: 1024,
+    pipelining: 1,
+    keepAliveTimeout: 30000,
+    // The app's own slowness is the calling sidecar's route timeout to judge.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connect: { timeout: 5000 },
+  });
+}
+
+/**
+ * Builds a state from a config, reusing clusters of `previous` whose definition did not
+ * change. Returns the clusters that are no longer used (to be closed once drained).
+ */
+export function buildState(config: SidecarConfig, deps: ClusterDeps, previous?: ProxyState): { state: ProxyState; retired: ServiceCluster[]; retiredAppPool?: Dispatcher } {
+  // Compiled first: it throws on rules it cannot compile, before any cluster is created.
+  const authorizer = new Authorizer(config.inbound.authorization.rules);
+  const oldByKey = new Map<string, ServiceCluster>();
+  for (const c of previous?.clusters.values() ?? []) oldByKey.set(clusterKey(c.config), c);
+  const hosts = new Map<string, ServiceEntry>();
+  const clusters = new Map<string, ServiceCluster>();
+  const kept = new Set<ServiceCluster>();
+  for (const svc of config.outbound.services) {
+    const key = clusterKey(svc);
+    let cluster = oldByKey.get(key);
+    if (cluster && !kept.has(cluster)) {
+      kept.add(cluster);
+      // The cluster's config object is identical in content; keep the old object.
+    } else {
+      cluster = new ServiceCluster(svc, deps);
+    }
+    const routes = svc.routes.map(compileRoute);
+    const retryOn = new Map<string, CompiledRetryOn>();
+    for (const r of routes) if (r.retries) retryOn.set(r.name, compileRetryOn(r.retries));
+    const entry: ServiceEntry = { config: svc, cluster, routes, retryOn };
+    clusters.set(svc.name, cluster);
+    for (const h of svc.hosts) hosts.set(hostWithoutPort(h), entry);
+  }
+  const retired = [...(previous?.clusters.values() ?? [])].filter((c) => !kept.has(c));
+  const appPool = appPoolFor(config, previous);
+  const retiredAppPool = previous && previous.appPool !== appPool ? previous.appPool : undefined;
+  return { state: { config, hosts, clusters, authorizer, appPool }, retired, retiredAppPool };
+}

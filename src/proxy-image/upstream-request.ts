@@ -1,0 +1,172 @@
+/**
+ * One upstream request over an undici dispatcher, exposed as a promise of the response head
+ * plus a streamed body and its trailers. It uses undici's dispatch handler API directly
+ * (cheaper than `request()`, and the only path that sees HTTP/2 trailers: undici 7's
+ * `request()` drops them, which would lose gRPC's grpc-status).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+
+/**
+ * A cheap cancellation handle for one try. AbortController/AbortSignal (EventTarget) cost a
+ * few percent of the proxy's CPU in profiles; this is one small object and one closure.
+ */
+export class Canceller {
+  /** Set once cancelled. */
+  public reason?: Error;
+  private fn?: (reason: Error) => void;
+
+  public cancel(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    const fn = this.fn;
+    this.fn = undefined;
+    fn?.(reason);
+  }
+
+  /** Registers the (single) reaction to cancellation, replacing any earlier one. */
+  public onCancel(fn: (reason: Error) => void): void {
+    if (this.reason) fn(this.reason);
+    else this.fn = fn;
+  }
+
+  public clear(): void {
+    this.fn = undefined;
+  }
+}
+
+/** What to send. */
+export interface UpstreamRequestOptions {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Buffer | Readable | null;
+  readonly cancel?: Canceller;
+  /** Close the connection after this request. */
+  readonly reset?: boolean;
+}
+
+/** The upstream's answer. */
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Readable;
+  /** Filled when the body ends. */
+  readonly trailers: Record<string, string | string[]>;
+}
+
+type RawHeaders = ReadonlyArray<Buffer | string | string[]> | Record<string, string | string[] | undefined> | null | undefined;
+
+/** Parses undici's raw headers (flat [k, v, ...] arrays from HTTP/1.1, or objects from HTTP/2). */
+export function parseRawHeaders(raw: RawHeaders, into: Record<string, string | string[]> = {}): Record<string, string | string[]> {
+  if (!raw) return into;
+  if (Array.isArray(raw)) {
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const key = raw[i].toString().toLowerCase();
+      const v = raw[i + 1];
+      const value = Array.isArray(v) ? v.map(String) : v.toString();
+      const prev = into[key];
+      if (prev === undefined) into[key] = value;
+      else if (key === 'set-cookie' || Array.isArray(prev)) into[key] = ([] as string[]).concat(prev, value);
+      else into[key] = `${prev}, ${Array.isArray(value) ? value.join(', ') : value}`;
+    }
+    return into;
+  }
+  for (const key of Object.keys(raw)) {
+    const v = (raw as Record<string, string | string[] | undefined>)[key];
+    if (v === undefined || key.startsWith(':')) continue;
+    into[key.toLowerCase()] = v;
+  }
+  return into;
+}
+
+/** Sends a request; resolves when the response head arrives, rejects on failure before that. */
+export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOptions): Promise<UpstreamResponse> {
+  return new Promise<UpstreamResponse>((resolve, reject) => {
+    let abortFn: ((err?: Error) => void) | undefined;
+    let resumeFn: (() => void) | undefined;
+    let body: Readable | undefined;
+    let settled = false;
+    let complete = false;
+    const trailers: Record<string, string | string[]> = {};
+    let cancelled: Error | undefined;
+    const cancel = opts.cancel;
+    if (cancel) {
+      if (cancel.reason) {
+        reject(cancel.reason);
+        return;
+      }
+      cancel.onCancel((reason) => {
+        cancelled = reason;
+        abortFn?.(reason);
+      });
+    }
+    const done = (): void => {
+      cancel?.clear();
+    };
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect(abort) {
+        abortFn = abort;
+        if (cancelled) abort(cancelled);
+      },
+      onHeaders(statusCode, rawHeaders, resume) {
+        if (statusCode < 200) return true; // 1xx (other than upgrades) are not forwarded
+        resumeFn = resume;
+        body = new Readable({
+          read() {
+            resumeFn?.();
+          },
+          destroy(err, cb) {
+            if (!complete && abortFn) abortFn(err ?? new Error('response body discarded'));
+            cb(err);
+          },
+        });
+        settled = true;
+        resolve({ statusCode, headers: parseRawHeaders(rawHeaders as RawHeaders) as IncomingHttpHeaders, body, trailers });
+        return true;
+      },
+      onData(chunk) {
+        return body ? body.push(chunk) : true;
+      },
+      onComplete(rawTrailers) {
+        complete = true;
+        done();
+        parseRawHeaders(rawTrailers as RawHeaders, trailers);
+        body?.push(null);
+      },
+      onError(err) {
+        done();
+        if (!settled) {
+          settled = true;
+          reject(err);
+        } else if (body && !body.destroyed) {
+          complete = true;
+          body.destroy(err);
+        }
+      },
+    };
+    try {
+      dispatcher.dispatch({
+        method: opts.method as Dispatcher.HttpMethod,
+        path: opts.path,
+        headers: opts.headers,
+        body: opts.body,
+        reset: opts.reset,
+      }, handler);
+    } catch (e) {
+      done();
+      reject(e);
+    }
+  });
+}
+
+/** Reads and drops a response body so its connection can be reused (destroys it past `limit` bytes). */
+export function discardBody(body: Readable, limit = 65536): void {
+  let seen = 0;
+  body.on('error', () => undefined);
+  body.on('data', (c: Buffer) => {
+    seen += c.length;
+    if (seen > limit) body.destroy();
+  });
+}
