@@ -45,6 +45,8 @@ const project = new typescript.TypeScriptProject({
     '@opentelemetry/propagator-b3@~2.12.0',
     '@opentelemetry/semantic-conventions@^1.34.0',
     '@peculiar/x509@^2.2.0',
+    // tsyringe (used by @peculiar/x509) requires a Reflect metadata polyfill.
+    'reflect-metadata@^0.2.2',
   ],
   peerDependencyOptions: { pinnedDevDependency: false },
   peerDeps: [

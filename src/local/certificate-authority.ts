@@ -6,7 +6,8 @@
 import { webcrypto } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import './reflect-metadata-shim';
+// tsyringe (a dependency of @peculiar/x509) needs the Reflect metadata API first.
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
 // @peculiar/x509 needs a WebCrypto provider; Node's is standard-conformant.
