@@ -8,6 +8,9 @@ export { AccessLogFormat, HTTP_METHODS, MtlsMode, Protocol, RetryOn, TracingColl
 export type { HttpMethod } from './values';
 export * from './certificate-authority';
 export * from './mesh';
+export type {
+  MeshServiceTelemetry, MetricsOptions, ResolvedTelemetry, ServiceTracingOptions, TelemetryOptions, TracingOptions,
+} from './telemetry';
 export { HeaderCondition, PathMatch } from './matches';
 export type { RequestMatch } from './matches';
 export { LoadBalancerPolicy } from './traffic-options';

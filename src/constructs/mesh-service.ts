@@ -14,9 +14,10 @@ import { checkDnsLabel, checkInteger, checkPercentage, fail, MeshValidationError
 import { checkMethod, HeaderCondition, RequestMatch, routeMatchConfig } from './matches';
 import { ContainerResources, Mesh } from './mesh';
 import {
-  AppProbe, podSpec, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarPorts,
+  AppProbe, podSpec, SIDECAR_ADMIN_PORT_NAME, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarPorts,
 } from './sidecar-injection';
 import { Source } from './source';
+import { MeshServiceTelemetry, ResolvedTelemetry, resolveServiceTelemetry } from './telemetry';
 import {
   ConnectionPoolOptions, connectionPoolConfig, faultConfig, FaultOptions, LoadBalancerPolicy, MirrorOptions,
   OutlierDetectionOptions, outlierDetectionConfig, retryConfig, RetryOptions, WeightedVersion,
@@ -142,6 +143,12 @@ export interface MeshServiceProps {
    * @default LoadBalancerPolicy.LEAST_REQUEST
    */
   readonly loadBalancer?: LoadBalancerPolicy;
+  /**
+   * Telemetry of this service's sidecars (metrics and PodMonitor, tracing, access log). Every
+   * field left out falls back to the mesh's `telemetry`.
+   * @default - the mesh's telemetry
+   */
+  readonly telemetry?: MeshServiceTelemetry;
 }
 
 /** A route of a service: requests that match go to weighted versions with their own resilience policy. */
@@ -223,7 +230,8 @@ const DEFAULT_TIMEOUT_MS = 15000;
  * Synthesizes a ServiceAccount, a cert-manager Certificate for its SPIFFE identity, a
  * ClusterIP Service, a NetworkPolicy that admits only the sidecar's ports, and per version a
  * ConfigMap with the sidecar config, a headless Service for discovery and a Deployment with
- * the sidecar and the interception init container injected.
+ * the sidecar and the interception init container injected; with `metrics.podMonitor` on (its
+ * own or the mesh's telemetry) also a Prometheus operator PodMonitor `<service>-sidecar-metrics`.
  */
 export class MeshService extends Construct {
   /** The mesh. */
@@ -236,6 +244,8 @@ export class MeshService extends Construct {
   public readonly identity: string;
   /** The versions' names, stable version first. */
   public readonly versionNames: string[];
+  /** The service's telemetry: its `telemetry` overrides over the mesh's defaults. */
+  public readonly telemetry: ResolvedTelemetry;
 
   private readonly ports: Array<{ name: string; port: number; targetPort: number; protocol: Protocol }>;
   private readonly loadBalancer: LoadBalancerPolicy;
@@ -256,6 +266,7 @@ export class MeshService extends Construct {
     this.identity = spiffeIdFor(this.mesh.trustDomain, this.mesh.namespace, this.serviceAccountName);
     this.loadBalancer = props.loadBalancer ?? LoadBalancerPolicy.LEAST_REQUEST;
     this.ports = this.validatePorts(props.ports ?? [{ port: 80, targetPort: 8080 }]);
+    this.telemetry = resolveServiceTelemetry(this, this.mesh._telemetry, props.telemetry);
 
     if (props.versions.length === 0) {
       fail({ construct: this, prop: 'versions', value: [], problem: 'a service needs at least one version', fix: 'add a version, e.g. versions: [{ name: "v1", image: "..." }]' });
@@ -541,7 +552,7 @@ export class MeshService extends Construct {
     if (!this.versionNames.includes(version)) {
       fail({ construct: this, prop: 'version', value: version, problem: `no such version (known: ${this.versionNames.join(', ')})`, fix: 'name a version of the service' });
     }
-    const t = this.mesh.telemetry;
+    const t = this.telemetry;
     const input: SidecarConfigInput = {
       apiVersion: SIDECAR_CONFIG_API_VERSION,
       kind: SIDECAR_CONFIG_KIND,
@@ -567,13 +578,13 @@ export class MeshService extends Construct {
       },
       outbound: { services: this.destinations.map((d) => d.outboundService()), passthrough: true },
       telemetry: {
-        metrics: { enabled: t.metrics ?? true },
+        metrics: { enabled: t.metricsEnabled },
         tracing: t.tracing
-          ? { enabled: true, sampleRate: t.tracing.sampleRate ?? 1, collector: { protocol: t.tracing.collector.protocol, endpoint: t.tracing.collector.endpoint } }
+          ? { enabled: true, sampleRate: t.tracing.sampleRate, collector: { protocol: t.tracing.collector.protocol, endpoint: t.tracing.collector.endpoint } }
           : { enabled: false, sampleRate: 1 },
         accessLog: t.accessLog === AccessLogFormat.OFF
           ? { enabled: false, format: 'json' }
-          : { enabled: true, format: t.accessLog ?? AccessLogFormat.JSON },
+          : { enabled: true, format: t.accessLog },
       },
     };
     try {
@@ -711,6 +722,35 @@ export class MeshService extends Construct {
         }],
       },
     });
+    if (this.telemetry.podMonitor) this.synthesizePodMonitor();
+  }
+
+  /**
+   * A Prometheus operator PodMonitor for the sidecars of every version: the operator's
+   * Prometheus ignores the `prometheus.io/*` annotations, so clusters that run it need this.
+   */
+  private synthesizePodMonitor(): void {
+    new ApiObject(this, 'pod-monitor', {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'PodMonitor',
+      metadata: {
+        name: `${this.serviceName}-sidecar-metrics`,
+        namespace: this.mesh.namespace,
+        labels: { ...this.telemetry.podMonitorLabels, ...this.labels('service') },
+      },
+      spec: {
+        // The same selector as the ClusterIP Service: every version's pods. Without a
+        // namespaceSelector the operator looks in the PodMonitor's own namespace, the mesh's.
+        selector: { matchLabels: { app: this.serviceName } },
+        podMetricsEndpoints: [{
+          // By name, so the endpoint follows the sidecar's container port.
+          port: SIDECAR_ADMIN_PORT_NAME,
+          path: '/metrics',
+          scheme: 'http',
+          interval: goDuration(this.telemetry.scrapeIntervalMs),
+        }],
+      },
+    });
   }
 
   private get certSecretName(): string {
@@ -765,7 +805,7 @@ export class MeshService extends Construct {
       });
     }
 
-    const metrics = this.mesh.telemetry.metrics ?? true;
+    const metrics = this.telemetry.metricsEnabled;
     new ApiObject(this, `${v.name}-deployment`, {
       apiVersion: 'apps/v1',
       kind: 'Deployment',

@@ -2,10 +2,11 @@ import { ApiObject, Duration } from 'cdk8s';
 import { Construct, IConstruct } from 'constructs';
 import { CertificateAuthority } from './certificate-authority';
 import type { MeshService } from './mesh-service';
-import { checkDnsLabel, checkPercentage, fail } from './errors';
+import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
-import { AccessLogFormat, durationMs, goDuration, MtlsMode, TracingCollector } from './values';
+import { ResolvedTelemetry, resolveMeshTelemetry, TelemetryOptions } from './telemetry';
+import { durationMs, goDuration, MtlsMode } from './values';
 
 /** CPU and memory amounts, as Kubernetes quantities. */
 export interface ResourceQuantities {
@@ -33,37 +34,6 @@ export interface ContainerResources {
    * @default - none
    */
   readonly limits?: ResourceQuantities;
-}
-
-/** Tracing defaults of every sidecar of the mesh. */
-export interface TracingOptions {
-  /** Where spans go. */
-  readonly collector: TracingCollector;
-  /**
-   * Percentage (0-100) of new traces that are sampled; requests that arrive with a sampled
-   * trace context are always traced.
-   * @default 1
-   */
-  readonly sampleRate?: number;
-}
-
-/** Telemetry defaults of every sidecar of the mesh. */
-export interface TelemetryOptions {
-  /**
-   * Serve Prometheus metrics on the admin port (15020, `/metrics`) and annotate pods for scraping.
-   * @default true
-   */
-  readonly metrics?: boolean;
-  /**
-   * Export trace spans.
-   * @default - tracing off
-   */
-  readonly tracing?: TracingOptions;
-  /**
-   * Access log format.
-   * @default AccessLogFormat.JSON
-   */
-  readonly accessLog?: AccessLogFormat;
 }
 
 /** Props of {@link Mesh}. */
@@ -106,8 +76,8 @@ export interface MeshProps {
    */
   readonly mtlsMode?: MtlsMode;
   /**
-   * Telemetry defaults of every sidecar.
-   * @default - metrics on, tracing off, JSON access log
+   * Telemetry defaults of every sidecar; a {@link MeshService} may override each field.
+   * @default - metrics on (scrape annotations, no PodMonitor), tracing off, JSON access log
    */
   readonly telemetry?: TelemetryOptions;
   /**
@@ -164,8 +134,10 @@ export class Mesh extends Construct {
   public readonly sidecarImage: string;
   /** The sidecar container's resources. */
   public readonly sidecarResources: ContainerResources;
-  /** Telemetry defaults. */
+  /** Telemetry defaults, as given. */
   public readonly telemetry: TelemetryOptions;
+  /** @internal Telemetry defaults, validated and with every default filled in (what services inherit). */
+  public readonly _telemetry: ResolvedTelemetry;
   /** The issuer that signs workload certificates. */
   public readonly issuer: IssuerReference;
   /** Workload certificate lifetime, in milliseconds. */
@@ -190,12 +162,7 @@ export class Mesh extends Construct {
     this.sidecarResources = props.sidecarResources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } };
     this.defaultMtls = { mode: props.mtlsMode ?? MtlsMode.STRICT };
     this.telemetry = props.telemetry ?? {};
-    if (this.telemetry.tracing?.sampleRate !== undefined) {
-      checkPercentage(this, 'telemetry.tracing.sampleRate', this.telemetry.tracing.sampleRate);
-    }
-    if (this.telemetry.tracing && !/^https?:\/\/[^\s/]+/.test(this.telemetry.tracing.collector.endpoint)) {
-      fail({ construct: this, prop: 'telemetry.tracing.collector.endpoint', value: this.telemetry.tracing.collector.endpoint, problem: 'must be an http(s) URL', fix: 'use e.g. TracingCollector.otlpHttp("http://otel-collector.observability:4318/v1/traces")' });
-    }
+    this._telemetry = resolveMeshTelemetry(this, this.telemetry);
     this.workloadCertificateDurationMs = durationMs(this, 'workloadCertificateDuration', props.workloadCertificateDuration ?? Duration.hours(24), 3_600_000);
     this.workloadCertificateRenewBeforeMs = durationMs(this, 'workloadCertificateRenewBefore', props.workloadCertificateRenewBefore ?? Duration.hours(8), 60_000);
     if (this.workloadCertificateRenewBeforeMs >= this.workloadCertificateDurationMs) {

@@ -20,6 +20,12 @@ export const SidecarPorts = {
   RESERVED_MAX: 15090,
 } as const;
 
+/**
+ * The name of the sidecar container's admin port (15020). A PodMonitor scrapes the port by
+ * this name, so renaming it breaks scraping.
+ */
+export const SIDECAR_ADMIN_PORT_NAME = 'mesh-admin';
+
 /** The sidecar runs as this uid; the interception rules exclude its traffic. */
 export const SIDECAR_UID = 1337;
 
@@ -122,7 +128,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     ports: [
       { name: 'mesh-outbound', containerPort: SidecarPorts.OUTBOUND, protocol: 'TCP' },
       { name: 'mesh-inbound', containerPort: SidecarPorts.INBOUND, protocol: 'TCP' },
-      { name: 'mesh-admin', containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
+      { name: SIDECAR_ADMIN_PORT_NAME, containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
     ],
     readinessProbe: {
       httpGet: { path: '/healthz/ready', port: SidecarPorts.ADMIN, scheme: 'HTTP' },

@@ -263,3 +263,79 @@ describe('probe validation', () => {
     });
   });
 });
+
+describe('telemetry validation', () => {
+  function mesh(telemetry?: ConstructorParameters<typeof Mesh>[2]['telemetry']) {
+    const chart = newChart();
+    return { chart, mesh: new Mesh(chart, 'mesh', { namespace: 'shop', telemetry }) };
+  }
+  const v1 = [{ name: 'v1', image: 'a:1' }];
+
+  test('22. a service sample rate outside 0-100', () => {
+    const { chart, mesh: m } = mesh();
+    expectProblem(() => new MeshService(chart, 'api', { mesh: m, name: 'api', versions: v1, telemetry: { tracing: { sampleRate: 150 } } }), {
+      path: 'test/api', prop: 'telemetry.tracing.sampleRate', value: 150, problem: /percentage from 0 to 100/, fix: /number from 0 to 100/,
+    });
+    // A failed service is not registered, so the name stays free.
+    expect(m.serviceNames).toEqual([]);
+  });
+
+  test('23. a service collector endpoint that is not an http(s) URL', () => {
+    const { chart, mesh: m } = mesh();
+    expectProblem(() => new MeshService(chart, 'api', { mesh: m, name: 'api', versions: v1, telemetry: { tracing: { collector: TracingCollector.otlpHttp('otel-collector:4318') } } }), {
+      path: 'test/api', prop: 'telemetry.tracing.collector.endpoint', value: 'otel-collector:4318', problem: /must be an http\(s\) URL/, fix: /TracingCollector\.otlpHttp\("http:/,
+    });
+  });
+
+  test('24. tracing turned on for a service with no collector on it or on the mesh', () => {
+    const { chart, mesh: m } = mesh();
+    expectProblem(() => new MeshService(chart, 'api', { mesh: m, name: 'api', versions: v1, telemetry: { tracing: { enabled: true, sampleRate: 20 } } }), {
+      path: 'test/api', prop: 'telemetry.tracing.enabled', value: true, problem: /neither the service nor the mesh sets one/, fix: /set telemetry\.tracing\.collector/,
+    });
+  });
+
+  test('25. a PodMonitor asked for while metrics are off', () => {
+    const { chart, mesh: m } = mesh({ metrics: false });
+    expectProblem(() => new MeshService(chart, 'api', { mesh: m, name: 'api', versions: v1, telemetry: { metrics: { podMonitor: true } } }), {
+      path: 'test/api', prop: 'telemetry.metrics.podMonitor', value: true, problem: /metrics are off \(inherited from the mesh\)/, fix: /enabled to true/,
+    });
+    const chart2 = newChart();
+    expectProblem(() => new Mesh(chart2, 'mesh', { namespace: 'shop', telemetry: { metrics: { enabled: false, podMonitor: true } } }), {
+      path: 'test/mesh', prop: 'telemetry.metrics.podMonitor', value: true, problem: /metrics are off$|metrics are off\./, fix: /drop podMonitor/,
+    });
+  });
+
+  test('26. a scrape interval under one second or not whole milliseconds', () => {
+    const { chart, mesh: m } = mesh({ metrics: { podMonitor: true } });
+    expectProblem(() => new MeshService(chart, 'api', { mesh: m, name: 'api', versions: v1, telemetry: { metrics: { scrapeInterval: Duration.millis(500) } } }), {
+      path: 'test/api', prop: 'telemetry.metrics.scrapeInterval', value: '500ms', problem: /at least 1000 ms/, fix: /Duration\.millis\(1000\)/,
+    });
+    const chart2 = newChart();
+    expectProblem(() => new Mesh(chart2, 'mesh', { namespace: 'shop', telemetry: { metrics: { podMonitor: true, scrapeInterval: Duration.seconds(0.0015) } } }), {
+      path: 'test/mesh', prop: 'telemetry.metrics.scrapeInterval', value: '1.5ms', problem: /whole number of milliseconds/, fix: /Duration\.millis\(1000\)/,
+    });
+  });
+
+  test('27. PodMonitor labels that are not Kubernetes labels, or that TypeMesh sets itself', () => {
+    const { chart, mesh: m } = mesh({ metrics: { podMonitor: true } });
+    expectProblem(() => new MeshService(chart, 'a', { mesh: m, name: 'a', versions: v1, telemetry: { metrics: { podMonitorLabels: { release: 'kube prometheus' } } } }), {
+      path: 'test/a', prop: 'telemetry.metrics.podMonitorLabels["release"]', value: 'kube prometheus', problem: /Kubernetes label value/, fix: /kube-prometheus-stack/,
+    });
+    expectProblem(() => new MeshService(chart, 'b', { mesh: m, name: 'b', versions: v1, telemetry: { metrics: { podMonitorLabels: { 'Bad_Prefix/team': 'x' } } } }), {
+      path: 'test/b', prop: 'telemetry.metrics.podMonitorLabels key', value: 'Bad_Prefix/team', problem: /Kubernetes label key/, fix: /release/,
+    });
+    expectProblem(() => new MeshService(chart, 'c', { mesh: m, name: 'c', versions: v1, telemetry: { metrics: { podMonitorLabels: { app: 'other' } } } }), {
+      path: 'test/c', prop: 'telemetry.metrics.podMonitorLabels key', value: 'app', problem: /TypeMesh sets itself/, fix: /another key/,
+    });
+  });
+
+  test('28. the mesh-level sample rate and collector are checked as before', () => {
+    const chart = newChart();
+    expectProblem(() => new Mesh(chart, 'mesh', { namespace: 'shop', telemetry: { tracing: { collector: TracingCollector.zipkin('http://zipkin:9411'), sampleRate: -1 } } }), {
+      path: 'test/mesh', prop: 'telemetry.tracing.sampleRate', value: -1, problem: /percentage from 0 to 100/, fix: /number from 0 to 100/,
+    });
+    expectProblem(() => new Mesh(chart, 'mesh2', { namespace: 'shop', telemetry: { tracing: { collector: TracingCollector.otlpHttp('grpc://otel:4317') } } }), {
+      path: 'test/mesh2', prop: 'telemetry.tracing.collector.endpoint', value: 'grpc://otel:4317', problem: /must be an http\(s\) URL/, fix: /otlpHttp/,
+    });
+  });
+});

@@ -15,6 +15,7 @@
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 import { ApiObject, App, Chart, JsonPatch } from 'cdk8s';
+import { Mesh, MeshService } from '../../src/constructs';
 import { MESH_CHART_TYPE, MeshChart, MeshChartArgs } from '../../src/pulumi';
 import { buildShopChart } from '../../examples/shop/chart';
 import { buildFixtureChart, FIXTURE_DEPENDENCIES, NS } from './fixtures';
@@ -159,6 +160,19 @@ describe('MeshChart registers the chart object for object', () => {
     expect(children.get('configmap/nested/cm')!.inputs).toEqual(child.toJson()[0]);
     expect(children.get('configmap/nested/cm')!.dependencyUrns).toEqual([children.get('namespace/nested')!.urn]);
     expect(children.get('namespace/nested')!.dependencyUrns).toEqual([]);
+  });
+
+  test('a Prometheus operator PodMonitor from the constructs is deployed as a CustomResource, after the Namespace', async () => {
+    const chart = new Chart(new App(), 'monitored');
+    const mesh = new Mesh(chart, 'mesh', { namespace: 'monitored', telemetry: { metrics: { podMonitor: true } } });
+    new MeshService(chart, 'api', { mesh, name: 'api', versions: [{ name: 'v1', image: 'example.com/api:1' }] });
+    const podMonitor = chart.toJson().find((o) => o.kind === 'PodMonitor');
+    const { mesh: component, children } = await deploy('monitored', { chart });
+    expect(component.resources['podmonitor/monitored/api-sidecar-metrics']).toBeInstanceOf(k8s.apiextensions.CustomResource);
+    const child = children.get('podmonitor/monitored/api-sidecar-metrics')!;
+    expect(child.type).toBe('kubernetes:monitoring.coreos.com/v1:PodMonitor');
+    expect(child.inputs).toEqual(podMonitor);
+    expect(child.dependencyUrns).toContain(children.get('namespace/monitored')!.urn);
   });
 });
 
