@@ -51,6 +51,11 @@ export interface AccessLogOptions {
   readonly destination?: AccessLogDestination;
 }
 
+/** Access log bytes buffered before a write(2) (SonicBoom requires less than its maxWrite, 16 KiB). */
+const BATCH_BYTES = 8192;
+/** Longest time an access log line waits in the buffer. */
+const FLUSH_INTERVAL_MS = 100;
+
 /** Writes access log lines. */
 export class AccessLog {
   private readonly destination: AccessLogDestination;
@@ -58,7 +63,17 @@ export class AccessLog {
   private closed = false;
 
   public constructor(options: AccessLogOptions) {
-    this.destination = options.destination ?? pino.destination({ dest: 1, sync: false });
+    this.destination = options.destination ?? pino.destination({
+      dest: 1,
+      sync: false,
+      // Batched: with minLength 0 SonicBoom makes one write(2) per line, 11-14% of a
+      // sidecar's profile at 1,000 rps and about two thirds of what telemetry added to its
+      // CPU. Lines now wait until BATCH_BYTES are buffered, or at most FLUSH_INTERVAL_MS (an
+      // unref'd timer, so it never holds the process open); close() still writes everything
+      // buffered. The cost: a crash loses at most that much of the log.
+      minLength: BATCH_BYTES,
+      periodicFlush: FLUSH_INTERVAL_MS,
+    });
     this.format = options.format === 'json' ? formatJson : formatText;
   }
 
