@@ -81,6 +81,16 @@ export function parseRawHeaders(raw: RawHeaders, into: Record<string, string | s
   return into;
 }
 
+/**
+ * The TLS server name given to undici with every request. Without one, undici derives it from
+ * the Host header per request (an IP-address regex on the hot path) and, on an https pool,
+ * closes the pooled connection whenever it differs from the previous request's: an app that
+ * calls one service by two aliases ("payment", "payment.shop.svc.cluster.local") would get a
+ * new mTLS handshake per alias switch. TypeMesh never uses SNI for its upstreams (the mTLS
+ * connector verifies the peer's SPIFFE ID, not a name), so one constant keeps the connections.
+ */
+const FIXED_SERVERNAME = 'typemesh-upstream';
+
 /** Sends a request; resolves when the response head arrives, rejects on failure before that. */
 export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOptions): Promise<UpstreamResponse> {
   return new Promise<UpstreamResponse>((resolve, reject) => {
@@ -147,13 +157,16 @@ export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOpt
       },
     };
     try {
-      dispatcher.dispatch({
+      // servername is read by undici's Request but missing from its DispatchOptions type.
+      const dispatchOptions: Dispatcher.DispatchOptions & { servername: string } = {
         method: opts.method as Dispatcher.HttpMethod,
         path: opts.path,
         headers: opts.headers,
         body: opts.body,
         reset: opts.reset,
-      }, handler);
+        servername: FIXED_SERVERNAME,
+      };
+      dispatcher.dispatch(dispatchOptions, handler);
     } catch (e) {
       done();
       reject(e);
