@@ -16,7 +16,8 @@ import type { Direction, ProxyObserver, RequestInfo, RequestObservation, Request
 import { AccessLog, AccessLogDestination } from './access-log';
 import { formatSourceHeader, grpcStatusLabel, nameLabel, namespaceOfPrincipal, parseSourceHeader, principalLabel, responseCodeLabel, responseFlagsLabel, SOURCE_HEADER, SourceWorkload, UNKNOWN } from './labels';
 import { MeshMetrics, MeshMetricsOptions } from './metrics';
-import { MeshTracing, MeshTracingOptions } from './tracing';
+import type { MeshTracing, MeshTracingOptions } from './tracing';
+import type * as TracingModule from './tracing';
 
 /** This sidecar's workload, as its metrics and spans name it. */
 export interface ObservedWorkload {
@@ -65,6 +66,15 @@ const MAX_REQUEST_ID_LENGTH = 128;
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
 
+/**
+ * The tracing module, loaded only when tracing is on: it pulls in the OpenTelemetry SDK and
+ * exporters (about half of the telemetry code in the bundle), which a sidecar with tracing off
+ * (the mesh default) would otherwise evaluate at start and keep on its heap.
+ */
+function loadTracing(): typeof TracingModule {
+  return require('./tracing') as typeof TracingModule;
+}
+
 /** Turns the proxy's hooks into metrics, spans and access log lines. */
 export class TelemetryObserver implements ProxyObserver {
   /** Builds the observer that config.telemetry asks for. */
@@ -76,7 +86,7 @@ export class TelemetryObserver implements ProxyObserver {
       workload: { name: w.name, namespace: w.namespace, version: w.version, identity: w.identity },
       metrics: t.metrics.enabled ? new MeshMetrics(overrides.metrics) : undefined,
       tracing: t.tracing.enabled && collector !== undefined
-        ? new MeshTracing({ collector, sampleRatePercent: t.tracing.sampleRate, workload: w, scheduledDelayMillis: overrides.spanExportDelayMillis })
+        ? new (loadTracing().MeshTracing)({ collector, sampleRatePercent: t.tracing.sampleRate, workload: w, scheduledDelayMillis: overrides.spanExportDelayMillis })
         : undefined,
       accessLog: t.accessLog.enabled ? new AccessLog({ format: t.accessLog.format, destination: overrides.accessLogDestination }) : undefined,
     });
