@@ -12,6 +12,9 @@ import type { ProxyObserver } from './observer';
 import { mtlsConnector } from './upstream-connector';
 import type { WorkloadIdentity } from './identity';
 
+/** DNS subsets are looked up at most this often, however many connect failures ask for it. */
+const RESOLVE_MIN_INTERVAL_MS = 1000;
+
 /** One upstream host of a subset. */
 export class Endpoint {
   public readonly key: string;
@@ -62,6 +65,8 @@ export class SubsetCluster {
   private refreshTimer?: NodeJS.Timeout;
   private lastResolve = 0;
   private resolving?: Promise<void>;
+  /** The one lookup deferred to the end of the rate-limit window (coalesces requests made inside it). */
+  private deferredResolve?: NodeJS.Timeout;
   private closed = false;
 
   constructor(private readonly service: ServiceCluster, public readonly subset: Subset, private readonly deps: ClusterDeps) {
@@ -105,13 +110,33 @@ export class SubsetCluster {
     }));
   }
 
-  /** Re-resolves a DNS subset (at most once a second); no-op for static endpoints. */
+  /**
+   * Re-resolves a DNS subset, at most once a second; no-op for static endpoints. A request
+   * inside that second (e.g. after a connect failure right after a lookup) is not dropped: one
+   * lookup is scheduled for the end of the window, so traffic moves to a new address within
+   * about a second instead of at the next refresh interval.
+   */
   public resolve(): Promise<void> {
     const d = this.subset.discovery;
     if (d.type !== 'dns' || this.closed) return Promise.resolve();
     if (this.resolving) return this.resolving;
     const now = Date.now();
-    if (now - this.lastResolve < 1000 && this.endpoints.length > 0) return Promise.resolve();
+    const sinceLast = now - this.lastResolve;
+    if (sinceLast < RESOLVE_MIN_INTERVAL_MS && this.endpoints.length > 0) {
+      if (!this.deferredResolve) {
+        this.deferredResolve = setTimeout(() => {
+          this.deferredResolve = undefined;
+          void this.resolve();
+        }, RESOLVE_MIN_INTERVAL_MS - sinceLast);
+        this.deferredResolve.unref();
+      }
+      return Promise.resolve();
+    }
+    if (this.deferredResolve) {
+      // This lookup serves the deferred one's purpose.
+      clearTimeout(this.deferredResolve);
+      this.deferredResolve = undefined;
+    }
     this.lastResolve = now;
     this.resolving = (async () => {
       try {
@@ -196,6 +221,8 @@ export class SubsetCluster {
   public close(): void {
     this.closed = true;
     if (this.refreshTimer) clearInterval(this.refreshTimer);
+    if (this.deferredResolve) clearTimeout(this.deferredResolve);
+    this.deferredResolve = undefined;
     for (const e of this.endpoints) e.close();
   }
 }

@@ -12,14 +12,14 @@ export const HOP_BY_HOP = new Set([
   ':method', ':path', ':authority', ':scheme', ':status', ':protocol',
 ]);
 
-/** Copies headers without hop-by-hop ones (including those the Connection header names). */
-export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+/** Copies headers without hop-by-hop ones (including those the Connection header names), and without `skip` when given. */
+export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, skip?: string): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const conn = headers.connection;
   const named = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
   for (const name in headers) {
     const v = headers[name];
-    if (v === undefined || (named && named.has(name))) continue;
+    if (v === undefined || name === skip || (named && named.has(name))) continue;
     if (HOP_BY_HOP.has(name)) {
       // "te: trailers" is end-to-end in practice: gRPC servers require it.
       if (name === 'te' && v === 'trailers') out.te = v;
@@ -28,6 +28,33 @@ export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string,
     out[name] = v;
   }
   return out;
+}
+
+/**
+ * Mesh-internal: the sidecar's telemetry states the calling workload in it, and a peer sidecar
+ * trusts it only over mTLS. Never accepted from an app, never delivered to one.
+ */
+export const SOURCE_HEADER = 'x-typemesh-source';
+
+/**
+ * Copies request headers for forwarding (as {@link forwardableHeaders}) without the
+ * mesh-internal x-typemesh-source, and, when `replacesB3` is true (the observer sets its own
+ * b3 context), without x-b3-parentspanid and x-b3-flags: the observer does not set those, so
+ * the app's would describe a different span than the x-b3-spanid sent with them.
+ */
+export function forwardableRequestHeaders(headers: IncomingHttpHeaders, replacesB3: boolean): Record<string, string | string[]> {
+  const out = forwardableHeaders(headers, SOURCE_HEADER);
+  if (replacesB3) {
+    // Rare in practice (an app seldom sends them): delete only when present.
+    if (out['x-b3-parentspanid'] !== undefined) delete out['x-b3-parentspanid'];
+    if (out['x-b3-flags'] !== undefined) delete out['x-b3-flags'];
+  }
+  return out;
+}
+
+/** True when telemetry's propagation headers carry a b3 context (single or multi header). */
+export function setsB3(propagationHeaders: Readonly<Record<string, string>>): boolean {
+  return propagationHeaders.b3 !== undefined || propagationHeaders['x-b3-traceid'] !== undefined;
 }
 
 /** Sends a small plain-text error response, unless the response has started already. */

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
 import { normalizePath } from './authz/path';
-import { forwardableHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError } from './http-util';
+import { forwardableHeaders, forwardableRequestHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError, setsB3 } from './http-util';
 import { spiffeIdFromSubjectAltName } from './identity';
 import type { ProxyObserver, RequestObservation } from './observer';
 import type { ProxyState } from './state';
@@ -51,9 +51,13 @@ export function admit(state: ProxyState, req: IncomingMessage): InboundAdmission
   return { ok: true, path: norm.path, principal };
 }
 
-/** Builds the headers sent to the app. */
-export function appHeaders(req: IncomingMessage, principal: string | undefined, ownId: string | undefined): Record<string, string | string[]> {
-  const headers = forwardableHeaders(req.headers);
+/**
+ * Builds the headers sent to the app. x-typemesh-source is mesh-internal and never reaches the
+ * app (the observer has read it already); `replacesB3` drops the b3 headers the observer's own
+ * context would leave stale (see forwardableRequestHeaders).
+ */
+export function appHeaders(req: IncomingMessage, principal: string | undefined, ownId: string | undefined, replacesB3 = false): Record<string, string | string[]> {
+  const headers = forwardableRequestHeaders(req.headers, replacesB3);
   // HTTP/2 carries the authority as a pseudo-header; an HTTP/1.1 app needs it as Host.
   const authority = req.headers[':authority'];
   if (headers.host === undefined && typeof authority === 'string') headers.host = authority;
@@ -81,7 +85,12 @@ export class InboundProxy {
       path: admission.ok ? admission.path : req.url ?? '',
       headers: req.headers,
       sourcePrincipal: principal,
+      // Only 'mutual_tls' makes the observer trust x-typemesh-source: a plaintext (PERMISSIVE)
+      // client cannot forge its source workload.
       connectionSecurity: principal || (req.socket as TLSSocket).encrypted ? 'mutual_tls' : 'none',
+      // HTTP/2: the compat layer's req.socket stands for the session's socket. Undefined for TLS
+      // accepted in PERMISSIVE mode: sidecar.ts wraps that socket in a Duplex with no address.
+      peerAddress: req.socket.remoteAddress,
     });
     if (!admission.ok) {
       finishError(res, obs, admission.status, admission.body, admission.flag);
@@ -91,7 +100,7 @@ export class InboundProxy {
   };
 
   private async forward(state: ProxyState, req: IncomingMessage, res: ServerResponse, path: string, principal: string | undefined, obs: RequestObservation): Promise<void> {
-    const headers = appHeaders(req, principal, this.deps.ownIdentity());
+    const headers = appHeaders(req, principal, this.deps.ownIdentity(), setsB3(obs.propagationHeaders));
     for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
     const cancel = new Canceller();
     const onClose = (): void => {

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
-import { bufferBody, forwardableHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError } from './http-util';
+import { bufferBody, forwardableHeaders, forwardableRequestHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError, setsB3 } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { backoffMs, methodRetriable, TryOutcome } from './retry';
 import { applyRewrite, CompiledRoute, hostWithoutPort, selectRoute } from './routing';
@@ -132,7 +132,8 @@ export class OutboundProxy {
       return;
     }
 
-    const headers = forwardableHeaders(req.headers);
+    // The app's x-typemesh-source never leaves: only the observer states who we are.
+    const headers = forwardableRequestHeaders(req.headers, setsB3(obs.propagationHeaders));
     for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
     if (route.requestHeaders) applyRewrite(headers, route.requestHeaders);
     if (!headers.host) headers.host = target.authority;
@@ -386,7 +387,8 @@ export class OutboundProxy {
       pool = new Pool(origin, { connections: 256, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 10000 } });
       this.passthroughPools.set(origin, pool);
     }
-    const headers = forwardableHeaders(req.headers);
+    // Hosts outside the mesh never see x-typemesh-source, not even one the app wrote.
+    const headers = forwardableRequestHeaders(req.headers, setsB3(obs.propagationHeaders));
     for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
     headers.host = target.authority;
     const cancel = new Canceller();

@@ -234,6 +234,8 @@ describeReal('DNS discovery re-resolves the subset hostname (real /etc/hosts cha
   let pki: TestPki;
   let paymentA: SidecarProcess;
   let orderConfig: (name: string, address: string, refreshIntervalMs: number) => Promise<SidecarConfigInput>;
+  /** Starts a payment sidecar in front of an app port, reachable for readiness via sockets[`<last letter of name>-admin`]. */
+  let startPayment: (name: string, address: string, appPort: number) => Promise<SidecarProcess>;
   /** Forwarder sockets of the listeners the test talks to. */
   const sockets: Record<string, string> = {};
 
@@ -266,6 +268,7 @@ describeReal('DNS discovery re-resolves the subset hostname (real /etc/hosts cha
       await waitReadyVia(p, agentFor(sockets[`${name.slice(-1)}-admin`]));
       return p;
     };
+    startPayment = payment;
     paymentA = await payment('payment-a', ADDR_A, APP_PORT_A);
     await payment('payment-b', ADDR_B, APP_PORT_B);
 
@@ -380,6 +383,71 @@ describeReal('DNS discovery re-resolves the subset hostname (real /etc/hosts cha
       const firstB = samples.findIndex((s) => s.app === 'B');
       expect(samples[firstB - 1].body).toMatch(/^upstream connect error: .*ECONNREFUSED/);
       expect(samples[firstB].at - killedAt).toBeLessThan(3000);
+    });
+  });
+  describe('a connect failure within a second of the last lookup', () => {
+    /** Far beyond the test's length: only connect failures can trigger lookups. */
+    const LONG_REFRESH_MS = 600_000;
+    const ADDR_E = '127.0.0.5';
+    const ADDR_C = '127.0.0.6';
+    const ADDR_ORDER_FAST = '127.0.0.7';
+    let paymentE: SidecarProcess;
+    let paymentC: SidecarProcess;
+    let outbound: Agent;
+
+    beforeAll(async () => {
+      await startInNamespace(APPS, { 18003: 'E', 18004: 'C' });
+      for (const name of ['e-admin', 'c-admin', 'of-admin', 'of-out']) sockets[name] = path.join(dir, `${name}.sock`);
+      await startInNamespace(FORWARDER, {
+        [sockets['e-admin']]: [ADDR_E, PORTS.admin],
+        [sockets['c-admin']]: [ADDR_C, PORTS.admin],
+        [sockets['of-admin']]: [ADDR_ORDER_FAST, PORTS.admin],
+        [sockets['of-out']]: [ADDR_ORDER_FAST, PORTS.outbound],
+      });
+      [paymentE, paymentC] = await Promise.all([startPayment('payment-e', ADDR_E, 18003), startPayment('payment-c', ADDR_C, 18004)]);
+      setHosts(ADDR_E);
+      const order = spawnSidecarInNamespace(dir, 'order-fast', await orderConfig('order-fast', ADDR_ORDER_FAST, LONG_REFRESH_MS));
+      await waitReadyVia(order, agentFor(sockets['of-admin']));
+      outbound = agentFor(sockets['of-out']);
+      await waitServedBy(outbound, 'E', 5000);
+      // Let the startup lookup fall out of the one-second rate-limit window.
+      await sleep(1200);
+    }, 60_000);
+
+    test('the re-resolve it asks for runs at the end of the rate-limit window, not at the next interval', async () => {
+      // Lookup 1: E dies while the name says C; its connect failure re-resolves to C.
+      setHosts(ADDR_C);
+      await paymentE.stop('SIGKILL', 2000);
+      let trigger: (Sample & { sentAt: number }) | undefined;
+      for (let i = 0; i < 5 && !trigger; i++) {
+        const sentAt = Date.now();
+        const s = await callPayment(outbound);
+        if (/ECONNREFUSED/.test(s.body)) trigger = { ...s, sentAt };
+      }
+      expect(trigger?.status).toBe(503);
+      await waitServedBy(outbound, 'C', 2000);
+
+      // C dies right after that lookup, and the name now says B. The connect failure to C asks
+      // for a re-resolve inside the rate-limit window of lookup 1 (which started after
+      // trigger.sentAt).
+      setHosts(ADDR_B);
+      await paymentC.stop('SIGKILL', 2000);
+      let failedOnC: Sample | undefined;
+      for (let i = 0; i < 3 && !failedOnC; i++) {
+        const s = await callPayment(outbound);
+        if (/ECONNREFUSED/.test(s.body)) failedOnC = s;
+      }
+      expect(failedOnC?.status).toBe(503);
+      if (failedOnC!.at - trigger!.sentAt >= 1000) {
+        throw new Error(`setup too slow to test the rate-limit window: the failure on C came ${failedOnC!.at - trigger!.sentAt} ms after lookup 1`);
+      }
+
+      // No traffic now: only a lookup the sidecar scheduled itself can find B. Lookup 1 started
+      // less than a second before failedOnC, so the deferred lookup is due by failedOnC + 1 s.
+      await sleep(Math.max(0, failedOnC!.at + 1500 - Date.now()));
+      const after = await traffic(outbound, 5000, (s) => s.length === 5);
+      // Without the deferred lookup the first request would meet C's closed port again (503).
+      expect(describeSamples(after)).toBe(Array(5).fill('200:B').join(' '));
     });
   });
 });
