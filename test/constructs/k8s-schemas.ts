@@ -4,6 +4,12 @@
  * apiVersion/kind must also be one this table knows: an object we cannot validate fails.
  * The Prometheus operator's PodMonitor has no installed schema package, so it gets the
  * explicit structural check `validatePodMonitor` below instead.
+ *
+ * Schema version: kubernetes-models 4.5.1 carries the Kubernetes 1.27.1 OpenAPI schemas; the
+ * 1.28-and-later releases (kubernetes-models 5) require Node.js 22 and this project runs on
+ * Node.js 20. Every kind synthesized here (v1 Namespace, ServiceAccount, Service, ConfigMap,
+ * apps/v1 Deployment, networking.k8s.io/v1 NetworkPolicy) is a stable API whose fields we use
+ * are unchanged between 1.27 and 1.28.
  */
 import { Certificate, ClusterIssuer, Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
