@@ -2,6 +2,9 @@
  * Watches a set of files for changes: fs.watch on their directories (fast, catches the
  * symlink swap Kubernetes does for ConfigMaps and Secrets) plus a periodic stat as a
  * fallback where fs.watch misses events (network file systems, some container runtimes).
+ * Only events naming a watched file, or one of the `..`-prefixed entries of a Kubernetes volume
+ * (`..data`, `..data_tmp`, `..<timestamp>`), cause a check: other files written in the same
+ * directory (logs, editors' swap files) would otherwise cost a stat of every file per write.
  * The callback runs at most once per debounce window and never concurrently with itself.
  */
 import { FSWatcher, watch } from 'node:fs';
@@ -31,12 +34,22 @@ export class FileWatcher {
   private running = false;
   private rerun = false;
   private closed = false;
+  private checks = 0;
 
   constructor(private readonly files: readonly string[], private readonly onChange: () => Promise<void>, opts: FileWatcherOptions = {}) {
     const debounceMs = opts.debounceMs ?? 50;
-    for (const dir of new Set(files.map((f) => path.dirname(path.resolve(f))))) {
+    const namesByDir = new Map<string, Set<string>>();
+    for (const f of files) {
+      const resolved = path.resolve(f);
+      const dir = path.dirname(resolved);
+      const names = namesByDir.get(dir) ?? new Set<string>();
+      names.add(path.basename(resolved));
+      namesByDir.set(dir, names);
+    }
+    for (const [dir, names] of namesByDir) {
       try {
-        const w = watch(dir, { persistent: false }, () => {
+        const w = watch(dir, { persistent: false }, (_event, filename) => {
+          if (!isRelevant(filename, names)) return;
           if (this.debounce) clearTimeout(this.debounce);
           this.debounce = setTimeout(() => void this.check(), debounceMs);
           this.debounce.unref();
@@ -68,8 +81,14 @@ export class FileWatcher {
     return parts.join('|');
   }
 
+  /** How many times the files' stats were compared (polls, relevant fs.watch events, triggers). */
+  public get checkCount(): number {
+    return this.checks;
+  }
+
   private async check(): Promise<void> {
     if (this.closed) return;
+    this.checks++;
     if (this.running) {
       this.rerun = true;
       return;
@@ -109,4 +128,17 @@ export class FileWatcher {
     if (this.debounce) clearTimeout(this.debounce);
     for (const w of this.watchers) w.close();
   }
+}
+
+/**
+ * Whether an fs.watch event may concern the watched files: it names one of them, or an entry
+ * Kubernetes swaps to update a mounted ConfigMap/Secret (the watched name is a symlink through
+ * `..data`, which is atomically replaced by renaming `..data_tmp` to point at a new
+ * `..<timestamp>` directory; the watched name itself sees no event). No name (some platforms
+ * omit it) is treated as relevant.
+ */
+function isRelevant(filename: string | Buffer | null, names: ReadonlySet<string>): boolean {
+  if (filename === null || filename === undefined) return true;
+  const name = filename.toString();
+  return names.has(name) || name.startsWith('..');
 }

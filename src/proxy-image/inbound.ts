@@ -88,8 +88,8 @@ export class InboundProxy {
       // Only 'mutual_tls' makes the observer trust x-typemesh-source: a plaintext (PERMISSIVE)
       // client cannot forge its source workload.
       connectionSecurity: principal || (req.socket as TLSSocket).encrypted ? 'mutual_tls' : 'none',
-      // HTTP/2: the compat layer's req.socket stands for the session's socket. Undefined for TLS
-      // accepted in PERMISSIVE mode: sidecar.ts wraps that socket in a Duplex with no address.
+      // HTTP/2: the compat layer's req.socket stands for the session's socket. TLS accepted in
+      // PERMISSIVE mode runs over a stream wrapper; sidecar.ts copies the raw socket's address onto it.
       peerAddress: req.socket.remoteAddress,
     });
     if (!admission.ok) {

@@ -33,6 +33,39 @@ const FIRST_REQUEST_HEAD_TIMEOUT_MS = Number(process.env.TYPEMESH_REQUEST_HEAD_T
 /** How long a peer has to send its first byte / finish the TLS handshake. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** The raw TCP peer of a PERMISSIVE-mode TLS connection, kept for its stream wrapper. */
+interface WrappedPeer {
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly remoteFamily?: string;
+}
+
+/**
+ * PERMISSIVE TLS connections reach the TLS server through a Duplex wrapper (see acceptInbound),
+ * so their TLSSocket has no address of its own. Keyed by the wrapper; entries go with it.
+ */
+const wrappedPeers = new WeakMap<object, WrappedPeer>();
+
+/**
+ * Gives a TLSSocket made over a stream wrapper the raw socket's address as own properties, once
+ * per connection, so `req.socket.remoteAddress` (HTTP/1.1 and the HTTP/2 compat proxy alike) reads
+ * it with no per-request cost. Node's public API offers no link from the TLSSocket to the stream
+ * it wraps; `_handle._parentWrap.stream` (TLSWrap -> JSStreamSocket -> our wrapper) is internal,
+ * so every step is checked and a miss only leaves the address undefined, as before.
+ */
+function adoptWrappedPeer(socket: tls.TLSSocket): void {
+  if (socket.remoteAddress !== undefined) return; // a real TCP socket (STRICT): nothing to do
+  const parentWrap = (socket as unknown as { _handle?: { _parentWrap?: { stream?: unknown } } })._handle?._parentWrap;
+  const wrapper = parentWrap?.stream;
+  const peer = typeof wrapper === 'object' && wrapper !== null ? wrappedPeers.get(wrapper) : undefined;
+  if (!peer) return;
+  Object.defineProperties(socket, {
+    remoteAddress: { value: peer.remoteAddress, configurable: true },
+    remotePort: { value: peer.remotePort, configurable: true },
+    remoteFamily: { value: peer.remoteFamily, configurable: true },
+  });
+}
+
 /** Options of {@link Sidecar.start}. */
 export interface SidecarOptions {
   /** Path of the config file (watched for changes). */
@@ -124,6 +157,7 @@ export class Sidecar {
       ALPNProtocols: ['h2', 'http/1.1'],
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     }, (socket) => {
+      adoptWrappedPeer(socket);
       this.observer.tcpConnectionOpened('inbound', 'mutual_tls');
       socket.once('close', () => this.observer.tcpConnectionClosed('inbound', 'mutual_tls'));
       if (socket.alpnProtocol === 'h2') this.inboundH2.emit('connection', socket);
@@ -264,6 +298,7 @@ export class Sidecar {
         // (Only PERMISSIVE pays this; STRICT hands the socket over untouched.)
         const wrapped = Duplex.from({ readable: socket, writable: socket });
         wrapped.on('error', () => socket.destroy());
+        wrappedPeers.set(wrapped, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, remoteFamily: socket.remoteFamily });
         this.inboundTls.emit('connection', wrapped);
       } else {
         this.observer.tcpConnectionOpened('inbound', 'none');

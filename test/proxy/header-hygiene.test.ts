@@ -5,7 +5,8 @@
  * sidecar (PERMISSIVE) directly. The apps echo the headers they received. All sidecars have
  * metrics and tracing on (exporting over OTLP to a capture collector, to read SERVER spans).
  */
-import { request } from 'undici';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
 import type { SidecarConfigInput } from '../../src/config';
 import { CaptureCollector } from './telemetry-capture-collector';
 import { find, parseExposition } from './telemetry-fixtures';
@@ -49,6 +50,7 @@ describe('header hygiene across sidecars', () => {
   let plaintextEcho: Echo;
   let paymentMetrics: string;
   let permissiveMetrics: string;
+  let permissiveMtlsStatus: number;
 
   beforeAll(async () => {
     collector = await CaptureCollector.start();
@@ -93,6 +95,15 @@ describe('header hygiene across sidecars', () => {
     plaintextEcho = JSON.parse(plainBody);
     const scrape = async (p: SidecarProcess): Promise<string> => (await request(`${p.url('admin')}/metrics`)).body.text();
     [paymentMetrics, permissiveMetrics] = await Promise.all([scrape(payment), scrape(permissive)]);
+    // After the scrape (the metrics tests count one request per sidecar): an mTLS client with
+    // order's certificate calls the PERMISSIVE sidecar, whose TLS runs over a stream wrapper.
+    const mtlsAgent = new Agent({
+      connect: { cert: readFileSync(orderTls.certFile), key: readFileSync(orderTls.keyFile), ca: readFileSync(orderTls.caFile), checkServerIdentity: () => undefined },
+    });
+    const viaMtls = await request(`https://127.0.0.1:${permissivePorts.inbound}/permissive-mtls`, { dispatcher: mtlsAgent, headers: { host: 'payment' } });
+    await viaMtls.body.dump();
+    permissiveMtlsStatus = viaMtls.statusCode;
+    await mtlsAgent.close();
     // SIGTERM flushes the spans.
     await Promise.all([order.stop('SIGTERM'), payment.stop('SIGTERM'), permissive.stop('SIGTERM')]);
   });
@@ -134,11 +145,15 @@ describe('header hygiene across sidecars', () => {
     expect(h['x-b3-traceid']).toBe(APP_HEADERS['x-b3-traceid']);
   });
 
-  test('inbound: SERVER spans carry network.peer.address (HTTP/2 from the peer sidecar and HTTP/1.1 plaintext)', async () => {
-    const spans = await collector.waitForSpans((s) => s.filter((x) => x.kind === 'SERVER').length >= 2);
+  test('inbound: SERVER spans carry network.peer.address (HTTP/2 from the peer sidecar, HTTP/1.1 plaintext and mTLS to PERMISSIVE)', async () => {
+    expect(permissiveMtlsStatus).toBe(200);
+    const spans = await collector.waitForSpans((s) => s.filter((x) => x.kind === 'SERVER').length >= 3);
     const servers = spans.filter((s) => s.kind === 'SERVER');
-    expect(servers).toHaveLength(2);
+    expect(servers).toHaveLength(3);
     for (const s of servers) expect(s.attributes['network.peer.address']).toBe('127.0.0.1');
+    // The PERMISSIVE sidecar's mTLS request: its TLSSocket sits on a stream wrapper, not the TCP socket.
+    const permissiveMtls = servers.find((s) => s.attributes['url.path'] === '/permissive-mtls');
+    expect(permissiveMtls?.attributes).toMatchObject({ 'typemesh.connection_security_policy': 'mutual_tls', 'network.peer.address': '127.0.0.1' });
     // The mesh request's SERVER span is the one the app's b3 context names.
     expect(servers.map((s) => s.spanId)).toContain(meshEcho.headers['x-b3-spanid']);
   });

@@ -4,12 +4,16 @@
  * requests, SIGTERM drain, and the admin probe / metrics endpoints.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { Client, request } from 'undici';
 import type { SidecarConfigInput } from '../../src/config';
-import { callOutbound, cleanup, echoHandler, MeshPair, ORDER_ID, PAYMENT_ID, SidecarProcess, sleep, startMeshPair } from './harness';
+import { FileWatcher } from '../../src/proxy-image/file-watch';
+import {
+  callOutbound, cleanup, echoHandler, MeshPair, onCleanup, ORDER_ID, PAYMENT_ID, SidecarProcess, sidecarPorts, sleep, spawnSidecar, startMeshPair,
+  startUpstream, tempDir, TestPki, waitReady, workloadConfig,
+} from './harness';
 
 jest.setTimeout(60_000);
 afterAll(cleanup);
@@ -204,5 +208,97 @@ describe('lifecycle', () => {
     // The abandoned request was cut, not answered.
     expect(typeof (await inflight)).toBe('string');
     await client.destroy();
+  });
+});
+
+/**
+ * A Kubernetes-style ConfigMap volume in dir: `<name>` -> `..data/<name>`, `..data` -> `..<stamp>`.
+ * swap() does what the kubelet does: a new timestamped directory, a `..data_tmp` symlink to it,
+ * renamed over `..data` (one atomic step).
+ */
+function configMapVolume(dir: string, name: string, content: string): { file: string; swap: (stamp: string, next: string) => void } {
+  const write = (stamp: string, text: string): void => {
+    mkdirSync(path.join(dir, stamp));
+    writeFileSync(path.join(dir, stamp, name), text);
+  };
+  write('..2026_11_29_01', content);
+  symlinkSync('..2026_11_29_01', path.join(dir, '..data'));
+  symlinkSync(path.join('..data', name), path.join(dir, name));
+  return {
+    file: path.join(dir, name),
+    swap: (stamp, next) => {
+      write(stamp, next);
+      symlinkSync(stamp, path.join(dir, '..data_tmp'));
+      renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+    },
+  };
+}
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < deadline) await sleep(20);
+  return cond();
+}
+
+describe('config file watching', () => {
+  // FileWatcher on the real file system with the stat poll pushed out of the way (60 s), so
+  // only fs.watch events can cause checks within the test.
+  test('FileWatcher: writes to an unrelated file in the directory cause no check; a change to the watched file does', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'sidecar.yaml');
+    writeFileSync(file, 'a: 1\n');
+    let changes = 0;
+    const watcher = new FileWatcher([file], async () => { changes++; }, { pollIntervalMs: 60_000, debounceMs: 20 });
+    onCleanup(async () => watcher.close());
+    await watcher.prime();
+    for (let i = 0; i < 30; i++) {
+      appendFileSync(path.join(dir, 'sidecar.log'), `line ${i}\n`);
+      await sleep(10);
+    }
+    await sleep(200);
+    expect(watcher.checkCount).toBe(0);
+    expect(changes).toBe(0);
+    writeFileSync(file, 'a: 2\n');
+    expect(await until(() => changes === 1, 3000)).toBe(true);
+    expect(watcher.checkCount).toBeGreaterThanOrEqual(1);
+    watcher.close();
+  });
+
+  test('FileWatcher: a ConfigMap-style ..data symlink swap is seen through fs.watch', async () => {
+    const volume = configMapVolume(tempDir(), 'sidecar.yaml', 'a: 1\n');
+    let changes = 0;
+    const watcher = new FileWatcher([volume.file], async () => { changes++; }, { pollIntervalMs: 60_000, debounceMs: 20 });
+    onCleanup(async () => watcher.close());
+    await watcher.prime();
+    volume.swap('..2026_11_29_02', 'a: 2\n');
+    expect(await until(() => changes === 1, 3000)).toBe(true);
+    expect(readFileSync(volume.file, 'utf8')).toBe('a: 2\n');
+    watcher.close();
+  });
+
+  test('sidecar: an unrelated file written in the config directory reloads nothing; a ..data swap reloads the config', async () => {
+    const dir = tempDir();
+    const pki = await TestPki.create(dir);
+    const app = await startUpstream(echoHandler('order'));
+    const ports = await sidecarPorts();
+    const config = workloadConfig({ name: 'order', identity: ORDER_ID, ports, tls: await pki.workload('order', ORDER_ID), appPort: app.port, drainTimeoutMs: 3000 });
+    const volumeDir = path.join(dir, 'config');
+    mkdirSync(volumeDir);
+    const volume = configMapVolume(volumeDir, 'sidecar.yaml', JSON.stringify(config));
+    const sidecar = spawnSidecar(volume.file, ports);
+    await waitReady(sidecar);
+    const reloads = (): number => sidecar.stderr.filter((l) => l.includes('config reloaded')).length;
+    // Past the 1 s stat poll too: a poll must not reload an unchanged config either.
+    for (let i = 0; i < 50; i++) {
+      appendFileSync(path.join(volumeDir, 'app.log'), `line ${i}\n`);
+      await sleep(25);
+    }
+    expect(reloads()).toBe(0);
+    volume.swap('..2026_11_29_02', JSON.stringify({ ...config, drainTimeoutMs: 4321 }));
+    await sidecar.waitForLog('config reloaded');
+    const dump = (await (await request(`${sidecar.url('admin')}/config_dump`)).body.json()) as { config: { drainTimeoutMs: number } };
+    expect(dump.config.drainTimeoutMs).toBe(4321);
+    expect(reloads()).toBe(1);
+    expect(await sidecar.stop('SIGTERM')).toBe(0);
   });
 });
