@@ -90,6 +90,22 @@ export interface Reply {
 
 const explicitAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
+/** Reads a response into a Reply: the status and the body parsed as JSON ({} when it is not JSON). */
+function readReply(res: http.IncomingMessage, resolve: (reply: Reply) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.on('end', () => {
+    let body: Record<string, unknown> = {};
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    } catch {
+      // not JSON: keep {}
+    }
+    resolve({ status: res.statusCode ?? 0, body });
+  });
+  res.on('error', (e) => resolve({ status: 0, body: {}, error: e.message }));
+}
+
 /**
  * Calls `http://<host><path>` through a sidecar's outbound listener exactly as an app
  * configured with HTTP_PROXY does (absolute-form request line). Network errors become
@@ -100,20 +116,7 @@ export function callThrough(instance: LocalInstance, host: string, path: string,
     const req = http.request({
       agent: explicitAgent, host: instance.address, port: instance.ports.outbound, method,
       path: `http://${host}${path}`, headers: { host }, timeout: 15_000,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: Record<string, unknown> = {};
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-        } catch {
-          // not JSON: keep {}
-        }
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-      res.on('error', (e) => resolve({ status: 0, body: {}, error: e.message }));
-    });
+    }, (res) => readReply(res, resolve));
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e) => resolve({ status: 0, body: {}, error: e.message }));
     req.end();
@@ -141,19 +144,7 @@ export function callInbound(instance: LocalInstance, credentials: ClientCredenti
       cert: credentials.cert, key: credentials.key, ca: credentials.ca,
       checkServerIdentity: () => undefined, // the test checks the peer's SPIFFE ID separately where it matters
       headers: { host: instance.workload.name, 'content-type': 'application/json' }, timeout: 10_000,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: Record<string, unknown> = {};
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-        } catch {
-          // not JSON
-        }
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-    });
+    }, (res) => readReply(res, resolve));
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e) => resolve({ status: 0, body: {}, error: e.message }));
     req.end(method === 'POST' ? '{"amount":1}' : undefined);
