@@ -161,3 +161,48 @@ export function forwardTrailers(res: ServerResponse, trailers: Record<string, st
   }
   if (any) res.addTrailers(out);
 }
+
+/**
+ * Streams an upstream response body to the client with backpressure (a full client socket
+ * pauses the upstream), then forwards the trailers the body ended with. `onEnd` is called
+ * exactly once with the status to record, the body bytes sent and the response flags: []
+ * when the body ended; ['UPE'] when the upstream broke mid-body, and the client's connection
+ * is cut, the only honest signal once the status has been sent; status 0 and ['DC'] when
+ * the client went away first. Shared by the inbound and outbound listeners.
+ */
+export function streamBodyToClient(
+  res: ServerResponse,
+  response: { readonly statusCode: number; readonly body: Readable; readonly trailers: Record<string, string | string[]> },
+  onEnd: (status: number, responseBytes: number, flags: string[]) => void,
+): void {
+  let responseBytes = 0;
+  let done = false;
+  const finish = (status: number, flags: string[]): void => {
+    if (done) return;
+    done = true;
+    onEnd(status, responseBytes, flags);
+  };
+  const body = response.body;
+  body.on('data', (chunk: Buffer) => {
+    responseBytes += chunk.length;
+    if (!res.write(chunk)) {
+      body.pause();
+      res.once('drain', () => body.resume());
+    }
+  });
+  body.once('end', () => {
+    forwardTrailers(res, response.trailers);
+    res.end();
+    finish(response.statusCode, []);
+  });
+  body.on('error', () => {
+    res.destroy();
+    finish(response.statusCode, ['UPE']);
+  });
+  res.once('close', () => {
+    if (!res.writableEnded) {
+      body.destroy();
+      finish(0, ['DC']);
+    }
+  });
+}

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
 import { normalizePath } from './authz/path';
-import { forwardableHeaders, forwardableRequestHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError, setsB3 } from './http-util';
+import { forwardableHeaders, forwardableRequestHeaders, hasNoBody, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import { spiffeIdFromSubjectAltName } from './identity';
 import type { ProxyObserver, RequestObservation } from './observer';
 import type { ProxyState } from './state';
@@ -136,35 +136,9 @@ export class InboundProxy {
       finishError(res, obs, 502, `upstream sent an invalid response header: ${(e as Error).message}`, 'UPE');
       return;
     }
-    let responseBytes = 0;
-    let done = false;
-    const finish = (status: number, flags: string[]): void => {
-      if (done) return;
-      done = true;
-      obs.end({ status, requestBytes: Number(req.headers['content-length'] ?? 0) || 0, responseBytes, retries: 0, flags, grpcStatus: grpcStatusFrom(grpc) ?? grpcStatusFrom(response.trailers['grpc-status']) });
-    };
-    const body = response.body;
-    body.on('data', (chunk: Buffer) => {
-      responseBytes += chunk.length;
-      if (!res.write(chunk)) {
-        body.pause();
-        res.once('drain', () => body.resume());
-      }
-    });
-    body.once('end', () => {
-      forwardTrailers(res, response.trailers);
-      res.end();
-      finish(response.statusCode, []);
-    });
-    body.on('error', () => {
-      res.destroy();
-      finish(response.statusCode, ['UPE']);
-    });
-    res.once('close', () => {
-      if (!res.writableEnded) {
-        body.destroy();
-        finish(0, ['DC']);
-      }
+    const requestBytes = Number(req.headers['content-length'] ?? 0) || 0;
+    streamBodyToClient(res, response, (status, responseBytes, flags) => {
+      obs.end({ status, requestBytes, responseBytes, retries: 0, flags, grpcStatus: grpcStatusFrom(grpc) ?? grpcStatusFrom(response.trailers['grpc-status']) });
     });
   }
 }

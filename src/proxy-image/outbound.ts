@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
-import { bufferBody, forwardableHeaders, forwardableRequestHeaders, forwardTrailers, hasNoBody, pathWithoutQuery, sendError, setsB3 } from './http-util';
+import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { backoffMs, methodRetriable, TryOutcome } from './retry';
 import { applyRewrite, CompiledRoute, hostWithoutPort, selectRoute } from './routing';
@@ -321,37 +321,9 @@ export class OutboundProxy {
       respond(res, obs, 502, `upstream sent an invalid response header: ${(e as Error).message}`, [...flags, 'UPE'], meta);
       return;
     }
-    let responseBytes = 0;
-    let done = false;
-    const finish = (status: number, extraFlags: string[]): void => {
-      if (done) return;
-      done = true;
+    streamBodyToClient(res, response, (status, responseBytes, extraFlags) => {
       release();
       obs.end({ status, requestBytes: c.requestBytes, responseBytes, destinationSubset: meta.subset, destinationPrincipal: meta.principal, upstreamHost: meta.upstreamHost, retries: meta.retries, flags: [...flags, ...extraFlags], grpcStatus: grpcStatus ?? grpcStatusOf(response.trailers) });
-    };
-    const body = response.body;
-    body.on('data', (chunk: Buffer) => {
-      responseBytes += chunk.length;
-      if (!res.write(chunk)) {
-        body.pause();
-        res.once('drain', () => body.resume());
-      }
-    });
-    body.once('end', () => {
-      forwardTrailers(res, response.trailers);
-      res.end();
-      finish(response.statusCode, []);
-    });
-    body.on('error', () => {
-      // Upstream reset mid-response: the status is sent already, so the only honest signal is to cut the client's connection.
-      res.destroy();
-      finish(response.statusCode, ['UPE']);
-    });
-    res.once('close', () => {
-      if (!res.writableEnded) {
-        body.destroy();
-        finish(0, ['DC']);
-      }
     });
   }
 
