@@ -47,7 +47,11 @@ describe('bench load generator', () => {
     expect(result.ok).toBe(200);
     expect(result.errors).toBe(0);
     expect(received).toBe(250);
-    expect(result.achievedRps).toBeGreaterThan(180);
+    // achievedRps divides by the time until the LAST response, so on a loaded machine (jest runs
+    // two test files at once on two cores) a late tail lowers it: 179.8 was seen in CI. The bounds
+    // only catch a generator that sends at the wrong rate (e.g. half or double); exact figures are
+    // the benchmark's business, not a test's.
+    expect(result.achievedRps).toBeGreaterThan(140);
     expect(result.achievedRps).toBeLessThan(220);
     expect(result.latencyMs.p50).toBeLessThan(50);
   });

@@ -143,18 +143,14 @@ describe('request metrics', () => {
     expect(find(samples, 'typemesh_metric_label_sets_overflowed_total')[0].value).toBe(7);
   });
 
-  test('a repeated label set is one series, recorded cheaply', async () => {
+  test('a repeated label set is one series', async () => {
+    // Its cost (about 3 µs a request) is measured by the benchmark, not timed here.
     const order = metricsObserver('order');
     const info = outboundInfo();
     const outcome = okOutcome();
-    const started = performance.now();
     for (let i = 0; i < 20000; i++) order.requestStarted(info).end(outcome);
-    const elapsedMs = performance.now() - started;
     const series = find(await samplesOf(order), 'typemesh_requests_total');
     expect(series.map((s) => s.value)).toEqual([20000]);
-    // About 3 µs a request measured here; the bound (100 µs) fails only on a gross regression,
-    // not on a busy shared CPU.
-    expect(elapsedMs).toBeLessThan(2000);
   });
 
   test('end() records once, and requestStarted keeps a usable x-request-id and replaces a bad one', async () => {
