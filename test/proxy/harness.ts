@@ -382,12 +382,27 @@ export async function startClientSidecar(dir: string, pki: TestPki, services: No
   return { sidecar: await startSidecar(dir, name, config, env), config };
 }
 
-/** A static subset pointing at sidecars' inbound ports. */
-export function subset(name: string, instances: Array<{ sidecar: SidecarProcess } | number>, identity = PAYMENT_ID): { name: string; identity: string; discovery: { type: 'static'; endpoints: Array<{ address: string; port: number }> } } {
+/**
+ * An endpoint that refuses connections for the whole run. A port that `freePort()` found free
+ * is not enough: jest runs two test files at once, and the other one may be handed the same
+ * port number later (seen in CI: a TLS server answered where a refusal was expected). Nothing
+ * in the tests listens on 127.0.0.254, and port 1 is never handed out by listen(0).
+ */
+export const REFUSING_ENDPOINT = { address: '127.0.0.254', port: 1 } as const;
+
+/** A static subset pointing at sidecars' inbound ports (a number is a port on 127.0.0.1). */
+export function subset(name: string, instances: Array<{ sidecar: SidecarProcess } | number | { readonly address: string; readonly port: number }>, identity = PAYMENT_ID): { name: string; identity: string; discovery: { type: 'static'; endpoints: Array<{ address: string; port: number }> } } {
   return {
     name,
     identity,
-    discovery: { type: 'static', endpoints: instances.map((i) => ({ address: '127.0.0.1', port: typeof i === 'number' ? i : i.sidecar.ports.inbound })) },
+    discovery: {
+      type: 'static',
+      endpoints: instances.map((i) => {
+        if (typeof i === 'number') return { address: '127.0.0.1', port: i };
+        if ('sidecar' in i) return { address: '127.0.0.1', port: i.sidecar.ports.inbound };
+        return { address: i.address, port: i.port };
+      }),
+    },
   };
 }
 

@@ -3,7 +3,7 @@
  * retry conditions and failure responses, through real sidecars to a controllable app.
  */
 import type * as http from 'node:http';
-import { callOutbound, cleanup, freePort, ServerInstance, SidecarProcess, startClientSidecar, startServerInstance, subset, tempDir, TestPki } from './harness';
+import { callOutbound, cleanup, REFUSING_ENDPOINT, ServerInstance, SidecarProcess, startClientSidecar, startServerInstance, subset, tempDir, TestPki } from './harness';
 
 jest.setTimeout(40_000);
 afterAll(cleanup);
@@ -58,13 +58,11 @@ function controllableApp(req: http.IncomingMessage, res: http.ServerResponse, bo
 describe('resilience', () => {
   let server: ServerInstance;
   let order: SidecarProcess;
-  const deadPort = { port: 0 };
 
   beforeAll(async () => {
     const dir = tempDir();
     const pki = await TestPki.create(dir);
     server = await startServerInstance(dir, pki, 'payment', controllableApp);
-    deadPort.port = await freePort();
     const backoff = { baseIntervalMs: 5, maxIntervalMs: 20 };
     const to = [{ subset: 'v1', weight: 100 }];
     const route = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ name, match: [{ path: { prefix: `/${name}/` } }], destinations: to, ...extra });
@@ -92,7 +90,7 @@ describe('resilience', () => {
       namespace: 'shop',
       hosts: ['dead'],
       port: 8080,
-      subsets: [subset('v1', [deadPort.port])],
+      subsets: [subset('v1', [REFUSING_ENDPOINT])],
       routes: [{ name: 'all', destinations: to, retries: { attempts: 2, retryOn: ['connect-failure'], backoff } }],
     }, {
       name: 'half-dead',
@@ -100,7 +98,7 @@ describe('resilience', () => {
       hosts: ['half-dead'],
       port: 8080,
       loadBalancer: { policy: 'ROUND_ROBIN' },
-      subsets: [subset('v1', [deadPort.port, server])],
+      subsets: [subset('v1', [REFUSING_ENDPOINT, server])],
       routes: [{ name: 'all', destinations: to, retries: { attempts: 2, retryOn: ['connect-failure'], backoff } }],
     }, {
       name: 'by-dns',
