@@ -7,7 +7,8 @@
  *
  * Exit codes: 0 ok (including a drained SIGTERM), 1 invalid config or start failure, 2 usage error.
  */
-import { loadSidecarConfigFile, SidecarConfig, SidecarConfigError } from '../config';
+import { readFileSync } from 'node:fs';
+import { parseSidecarConfigText, SidecarConfig, SidecarConfigError } from '../config';
 import { errorMessage, log } from './log';
 import { createObserver } from './observer-factory';
 import { Sidecar } from './sidecar';
@@ -75,8 +76,10 @@ async function main(): Promise<number> {
     return 2;
   }
   let config: SidecarConfig;
+  let configText: string;
   try {
-    config = loadSidecarConfigFile(args.config);
+    configText = readFileSync(args.config, 'utf8');
+    config = parseSidecarConfigText(configText, args.config);
   } catch (e) {
     const msg = e instanceof SidecarConfigError ? e.message : `cannot read config ${args.config}: ${errorMessage(e)}`;
     process.stderr.write(`typemesh-proxy: ${msg}\n`);
@@ -88,7 +91,7 @@ async function main(): Promise<number> {
   }
   let sidecar: Sidecar;
   try {
-    sidecar = await Sidecar.start({ configFile: args.config, config, observer: createObserver(config) });
+    sidecar = await Sidecar.start({ configFile: args.config, config, configText, observer: createObserver(config) });
   } catch (e) {
     process.stderr.write(`typemesh-proxy: failed to start: ${errorMessage(e)}\n`);
     return 1;

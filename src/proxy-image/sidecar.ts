@@ -72,6 +72,12 @@ export interface SidecarOptions {
   readonly configFile: string;
   /** The config, already validated from configFile. */
   readonly config: SidecarConfig;
+  /**
+   * The text `config` was parsed from. A later file change is compared with it, so an edit
+   * made while the sidecar starts is applied instead of being mistaken for the running config.
+   * @default the file is read again when the listeners are up
+   */
+  readonly configText?: string;
   /** The telemetry observer. */
   readonly observer: ProxyObserver;
 }
@@ -119,6 +125,7 @@ export class Sidecar {
 
   private constructor(private readonly opts: SidecarOptions, private readonly identity: WorkloadIdentity) {
     this.observer = opts.observer;
+    this.lastConfigText = opts.configText;
     const deps = { identity, observer: this.observer };
     this.state = buildState(opts.config, deps).state;
     const getState = (): ProxyState => this.state;
@@ -355,8 +362,12 @@ export class Sidecar {
     await listenOn(this.adminServer, l.adminPort);
     await listenOn(this.inboundFront, l.inboundPort);
     await listenOn(this.outboundFront, l.outboundPort);
-    this.lastConfigText = await readFile(this.opts.configFile, 'utf8').catch(() => undefined);
+    if (this.lastConfigText === undefined) this.lastConfigText = await readFile(this.opts.configFile, 'utf8').catch(() => undefined);
     await this.configWatcher.prime();
+    // The admin port answers /healthz/ready as soon as it listens, so the file may have been
+    // rewritten since it was read at start and before prime() took its stats: compare once
+    // now (a no-op when the text is the one running).
+    await this.reloadConfig('file change');
     log('info', 'sidecar ready', { workload: this.opts.config.workload.name, identity: this.identity.current.spiffeId, outbound: l.outboundPort, inbound: l.inboundPort, admin: l.adminPort, bindAddress: l.bindAddress });
   }
 
