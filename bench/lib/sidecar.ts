@@ -54,51 +54,49 @@ function telemetry(t: SidecarTelemetry): SidecarConfigInput['telemetry'] {
   return { metrics: { enabled: t.metrics }, tracing: { enabled: false }, accessLog: { enabled: t.accessLog, format: 'json' } };
 }
 
-/** The server-side sidecar: mTLS STRICT inbound, no authorization rules, forwards to the upstream. */
-export function serverSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, upstreamPort: number, t: SidecarTelemetry): SidecarConfigInput {
+/**
+ * What both sidecars of the pair share: a STRICT inbound listener forwarding to `appPort`,
+ * loopback listeners, the bench's telemetry switches and a short drain (the bench stops the
+ * pair with SIGTERM and waits at most 3 s before SIGKILL).
+ */
+function pairMemberConfig(account: string, appPort: number, ports: ListenerPorts, certs: WorkloadCertFiles, t: SidecarTelemetry, outbound: SidecarConfigInput['outbound']): SidecarConfigInput {
   return {
     apiVersion: 'typemesh.io/v1alpha1',
     kind: 'SidecarConfig',
-    workload: workload(SERVER_ACCOUNT, upstreamPort),
+    workload: workload(account, appPort),
     listeners: { bindAddress: '127.0.0.1', ...ports },
     tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile },
-    inbound: { mtls: { mode: 'STRICT' }, app: { address: '127.0.0.1', port: upstreamPort } },
-    outbound: { services: [], passthrough: false },
+    inbound: { mtls: { mode: 'STRICT' }, app: { address: '127.0.0.1', port: appPort } },
+    outbound,
     telemetry: telemetry(t),
-    // Short drain: the bench stops the pair with SIGTERM and waits at most 3 s before SIGKILL.
     drainTimeoutMs: 1000,
   };
+}
+
+/** The server-side sidecar: mTLS STRICT inbound, no authorization rules, forwards to the upstream. */
+export function serverSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, upstreamPort: number, t: SidecarTelemetry): SidecarConfigInput {
+  return pairMemberConfig(SERVER_ACCOUNT, upstreamPort, ports, certs, t, { services: [], passthrough: false });
 }
 
 /** The client-side sidecar: one outbound service, one route, no retries, static endpoint = the server sidecar. */
 export function clientSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, serverInboundPort: number, t: SidecarTelemetry): SidecarConfigInput {
   // The client has no app of its own here; its inbound side is configured but never called.
   const unusedAppPort = 8080;
-  return {
-    apiVersion: 'typemesh.io/v1alpha1',
-    kind: 'SidecarConfig',
-    workload: workload(CLIENT_ACCOUNT, unusedAppPort),
-    listeners: { bindAddress: '127.0.0.1', ...ports },
-    tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile },
-    inbound: { mtls: { mode: 'STRICT' }, app: { address: '127.0.0.1', port: unusedAppPort } },
-    outbound: {
-      passthrough: false,
-      services: [{
-        name: SERVER_ACCOUNT,
-        namespace: NAMESPACE,
-        hosts: [UPSTREAM_HOST],
-        port: 80,
-        subsets: [{
-          name: 'v1',
-          identity: `spiffe://${TRUST_DOMAIN}/ns/${NAMESPACE}/sa/${SERVER_ACCOUNT}`,
-          discovery: { type: 'static', endpoints: [{ address: '127.0.0.1', port: serverInboundPort }] },
-        }],
-        routes: [{ name: 'default', destinations: [{ subset: 'v1', weight: 100 }] }],
+  return pairMemberConfig(CLIENT_ACCOUNT, unusedAppPort, ports, certs, t, {
+    passthrough: false,
+    services: [{
+      name: SERVER_ACCOUNT,
+      namespace: NAMESPACE,
+      hosts: [UPSTREAM_HOST],
+      port: 80,
+      subsets: [{
+        name: 'v1',
+        identity: `spiffe://${TRUST_DOMAIN}/ns/${NAMESPACE}/sa/${SERVER_ACCOUNT}`,
+        discovery: { type: 'static', endpoints: [{ address: '127.0.0.1', port: serverInboundPort }] },
       }],
-    },
-    telemetry: telemetry(t),
-    drainTimeoutMs: 1000,
-  };
+      routes: [{ name: 'default', destinations: [{ subset: 'v1', weight: 100 }] }],
+    }],
+  });
 }
 
 /** A running sidecar pair. */
