@@ -7,9 +7,13 @@
 import { lookup } from 'node:dns/promises';
 import { Pool } from 'undici';
 import type { OutboundService, Subset } from '../config';
+import type { Connector } from './http1/pool';
+import { Http1Pool } from './http1/pool';
+import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
 import type { ProxyObserver } from './observer';
 import { mtlsConnector } from './upstream-connector';
+import { fromUndici, UpstreamPool } from './upstream-request';
 import type { WorkloadIdentity } from './identity';
 
 /** DNS subsets are looked up at most this often, however many connect failures ask for it. */
@@ -25,14 +29,14 @@ export class Endpoint {
   /** Epoch ms until which the endpoint is ejected (0: never ejected). */
   public ejectedUntil = 0;
   public timesEjected = 0;
-  private pool?: Pool;
+  private pool?: UpstreamPool;
 
-  constructor(public readonly address: string, public readonly port: number, private readonly makePool: (e: Endpoint) => Pool) {
+  constructor(public readonly address: string, public readonly port: number, private readonly makePool: (e: Endpoint) => UpstreamPool) {
     this.key = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
   }
 
   /** The endpoint's connection pool, created on first use. */
-  public getPool(): Pool {
+  public getPool(): UpstreamPool {
     if (!this.pool) this.pool = this.makePool(this);
     return this.pool;
   }
@@ -87,8 +91,27 @@ export class SubsetCluster {
   private newEndpoint(address: string, port: number): Endpoint {
     const svc = this.service.config;
     const pool = svc.connectionPool;
-    const alpn = svc.protocol === 'http' ? ['http/1.1'] : ['h2'];
-    return new Endpoint(address, port, (e) => new Pool(`https://${e.key}`, {
+    const http1 = svc.protocol === 'http';
+    const connect = mtlsConnector({
+      secureContext: () => this.deps.identity.current.clientContext,
+      expectedIdentity: this.subset.identity,
+      connectTimeoutMs: pool.connectTimeoutMs,
+      alpn: http1 ? ['http/1.1'] : ['h2'],
+      onOpen: (dir) => this.deps.observer.tcpConnectionOpened(dir, 'mutual_tls'),
+      onClose: (dir) => this.deps.observer.tcpConnectionClosed(dir, 'mutual_tls'),
+    });
+    if (http1 && nativeHttpParser) {
+      // HTTP/1.1 between sidecars: the lean client (./http1), the sidecar's hottest path.
+      return new Endpoint(address, port, () => new Http1Pool({
+        hostname: address,
+        port,
+        connect: connect as Connector,
+        connections: pool.maxConnections,
+        maxRequestsPerConnection: pool.maxRequestsPerConnection,
+        idleTimeoutMs: pool.idleTimeoutMs,
+      }));
+    }
+    return new Endpoint(address, port, (e) => fromUndici(new Pool(`https://${e.key}`, {
       connections: pool.maxConnections,
       pipelining: 1,
       // undici closes a connection after maxRequestsPerClient + 1 requests; 1 is handled per request (reset).
@@ -98,16 +121,9 @@ export class SubsetCluster {
       // Timeouts are the route's business (route and per-try timeouts); undici's own would cut long streams.
       headersTimeout: 0,
       bodyTimeout: 0,
-      allowH2: svc.protocol !== 'http',
-      connect: mtlsConnector({
-        secureContext: () => this.deps.identity.current.clientContext,
-        expectedIdentity: this.subset.identity,
-        connectTimeoutMs: pool.connectTimeoutMs,
-        alpn,
-        onOpen: (dir) => this.deps.observer.tcpConnectionOpened(dir, 'mutual_tls'),
-        onClose: (dir) => this.deps.observer.tcpConnectionClosed(dir, 'mutual_tls'),
-      }),
-    }));
+      allowH2: !http1,
+      connect,
+    })));
   }
 
   /**

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
-import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
+import { Canceller, discardBody, fromUndici, upstreamRequest, UpstreamResponse } from './upstream-request';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
 import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
@@ -370,7 +370,7 @@ export class OutboundProxy {
     res.once('close', onClose);
     let response: UpstreamResponse;
     try {
-      response = await upstreamRequest(pool, { method: req.method ?? 'GET', path: target.path, headers, body: hasNoBody(req) ? null : req, cancel });
+      response = await upstreamRequest(fromUndici(pool), { method: req.method ?? 'GET', path: target.path, headers, body: hasNoBody(req) ? null : req, cancel });
     } catch (e) {
       if (cancel.reason) return endClientGone(obs, []);
       const o: TryOutcome = isConnectFailure(e) ? { kind: 'connect-failure' } : { kind: 'reset' };

@@ -4,11 +4,15 @@
  * start to end, and the swap is atomic for the next request.
  */
 import type { OutboundService, SidecarConfig } from '../config';
-import { Dispatcher, H2CClient, Pool } from 'undici';
+import { H2CClient, Pool } from 'undici';
 import { Authorizer } from './authz/authorizer';
 import { ClusterDeps, clusterKey, ServiceCluster } from './cluster';
+import { plainConnector } from './http1/connectors';
+import { nativeHttpParser } from './http1/llhttp';
+import { Http1Pool } from './http1/pool';
 import { compileRetryOn, CompiledRetryOn } from './retry';
 import { CompiledRoute, compileRoute, hostWithoutPort } from './routing';
+import { fromUndici, UpstreamPool } from './upstream-request';
 
 /** A destination service ready for the hot path. */
 export interface ServiceEntry {
@@ -29,10 +33,10 @@ export interface ProxyState {
   /** Inbound authorization, compiled. */
   readonly authorizer: Authorizer;
   /** Keep-alive connections to the app (inbound), kept across reloads while the app address is unchanged. */
-  readonly appPool: Dispatcher;
+  readonly appPool: UpstreamPool;
 }
 
-function appPoolFor(config: SidecarConfig, previous?: ProxyState): Dispatcher {
+function appPoolFor(config: SidecarConfig, previous?: ProxyState): UpstreamPool {
   const app = config.inbound.app;
   const prev = previous?.config.inbound.app;
   const prevProtocol = previous?.config.workload.appPorts.find((p) => p.port === app.port)?.protocol;
@@ -42,9 +46,13 @@ function appPoolFor(config: SidecarConfig, previous?: ProxyState): Dispatcher {
   const protocol = config.workload.appPorts.find((p) => p.port === app.port)?.protocol ?? 'http';
   if (protocol !== 'http') {
     // An http2/grpc app speaks h2c (prior knowledge); one multiplexed connection carries all streams.
-    return new H2CClient(`http://${host}:${app.port}`, { maxConcurrentStreams: 1000, pipelining: 1000, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30000 });
+    return fromUndici(new H2CClient(`http://${host}:${app.port}`, { maxConcurrentStreams: 1000, pipelining: 1000, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30000 }));
   }
-  return new Pool(`http://${host}:${app.port}`, {
+  if (nativeHttpParser) {
+    // The lean HTTP/1.1 client (./http1): the inbound sidecar's hot path to its app.
+    return new Http1Pool({ hostname: app.address, port: app.port, connect: plainConnector(5000), connections: 1024, idleTimeoutMs: 30000 });
+  }
+  return fromUndici(new Pool(`http://${host}:${app.port}`, {
     connections: 1024,
     pipelining: 1,
     keepAliveTimeout: 30000,
@@ -52,14 +60,14 @@ function appPoolFor(config: SidecarConfig, previous?: ProxyState): Dispatcher {
     headersTimeout: 0,
     bodyTimeout: 0,
     connect: { timeout: 5000 },
-  });
+  }));
 }
 
 /**
  * Builds a state from a config, reusing clusters of `previous` whose definition did not
  * change. Returns the clusters that are no longer used (to be closed once drained).
  */
-export function buildState(config: SidecarConfig, deps: ClusterDeps, previous?: ProxyState): { state: ProxyState; retired: ServiceCluster[]; retiredAppPool?: Dispatcher } {
+export function buildState(config: SidecarConfig, deps: ClusterDeps, previous?: ProxyState): { state: ProxyState; retired: ServiceCluster[]; retiredAppPool?: UpstreamPool } {
   // Compiled first: it throws on rules it cannot compile, before any cluster is created.
   const authorizer = new Authorizer(config.inbound.authorization.rules);
   const oldByKey = new Map<string, ServiceCluster>();

@@ -1,12 +1,29 @@
 /**
- * One upstream request over an undici dispatcher, exposed as a promise of the response head
- * plus a streamed body and its trailers. It uses undici's dispatch handler API directly
- * (cheaper than `request()`, and the only path that sees HTTP/2 trailers: undici 7's
- * `request()` drops them, which would lose gRPC's grpc-status).
+ * One upstream request over a dispatcher (the lean HTTP/1.1 pool of ./http1, or undici's pools
+ * for HTTP/2 and passthrough), exposed as a promise of the response head plus a streamed body
+ * and its trailers. It uses the dispatch handler API directly (cheaper than undici's
+ * `request()`, and the only path that sees HTTP/2 trailers: undici 7's `request()` drops
+ * them, which would lose gRPC's grpc-status).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { Http1Handler, RawHeaders } from './http1/exchange';
+import type { Http1DispatchOptions } from './http1/pool';
+
+/** What upstreamRequest sends through: Http1Pool, or an undici dispatcher via {@link fromUndici}. */
+export interface UpstreamPool {
+  dispatch(opts: Http1DispatchOptions & { readonly servername?: string }, handler: Http1Handler): boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * undici's Pool and H2CClient take the same calls; their declared option and handler types
+ * are wider (Buffer header lists, iterables) than the sidecar's, which is why a cast is safe.
+ */
+export function fromUndici(dispatcher: Dispatcher): UpstreamPool {
+  return dispatcher as unknown as UpstreamPool;
+}
 
 /**
  * A cheap cancellation handle for one try. AbortController/AbortSignal (EventTarget) cost a
@@ -56,9 +73,7 @@ export interface UpstreamResponse {
   readonly trailers: Record<string, string | string[]>;
 }
 
-type RawHeaders = ReadonlyArray<Buffer | string | string[]> | Record<string, string | string[] | undefined> | null | undefined;
-
-/** Parses undici's raw headers (flat [k, v, ...] arrays from HTTP/1.1, or objects from HTTP/2). */
+/** Parses raw headers (flat [k, v, ...] arrays from HTTP/1.1, or objects from HTTP/2). */
 export function parseRawHeaders(raw: RawHeaders, into: Record<string, string | string[]> = {}): Record<string, string | string[]> {
   if (!raw) return into;
   if (Array.isArray(raw)) {
@@ -92,7 +107,7 @@ export function parseRawHeaders(raw: RawHeaders, into: Record<string, string | s
 const FIXED_SERVERNAME = 'typemesh-upstream';
 
 /** Sends a request; resolves when the response head arrives, rejects on failure before that. */
-export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOptions): Promise<UpstreamResponse> {
+export function upstreamRequest(dispatcher: UpstreamPool, opts: UpstreamRequestOptions): Promise<UpstreamResponse> {
   return new Promise<UpstreamResponse>((resolve, reject) => {
     let abortFn: ((err?: Error) => void) | undefined;
     let resumeFn: (() => void) | undefined;
@@ -115,7 +130,7 @@ export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOpt
     const done = (): void => {
       cancel?.clear();
     };
-    const handler: Dispatcher.DispatchHandler = {
+    const handler: Http1Handler = {
       onConnect(abort) {
         abortFn = abort;
         if (cancelled) abort(cancelled);
@@ -133,7 +148,7 @@ export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOpt
           },
         });
         settled = true;
-        resolve({ statusCode, headers: parseRawHeaders(rawHeaders as RawHeaders) as IncomingHttpHeaders, body, trailers });
+        resolve({ statusCode, headers: parseRawHeaders(rawHeaders) as IncomingHttpHeaders, body, trailers });
         return true;
       },
       onData(chunk) {
@@ -142,7 +157,7 @@ export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOpt
       onComplete(rawTrailers) {
         complete = true;
         done();
-        parseRawHeaders(rawTrailers as RawHeaders, trailers);
+        parseRawHeaders(rawTrailers, trailers);
         body?.push(null);
       },
       onError(err) {
@@ -157,9 +172,9 @@ export function upstreamRequest(dispatcher: Dispatcher, opts: UpstreamRequestOpt
       },
     };
     try {
-      // servername is read by undici's Request but missing from its DispatchOptions type.
-      const dispatchOptions: Dispatcher.DispatchOptions & { servername: string } = {
-        method: opts.method as Dispatcher.HttpMethod,
+      // servername is read by undici's Request (Http1Pool ignores it: its connector decides).
+      const dispatchOptions: Http1DispatchOptions & { servername: string } = {
+        method: opts.method,
         path: opts.path,
         headers: opts.headers,
         body: opts.body,
