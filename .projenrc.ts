@@ -134,7 +134,7 @@ project.addTask('bench', {
 // Bundle the sidecar into one file, as the image's Dockerfile does.
 project.addTask('bundle:proxy', {
   description: 'Bundle the sidecar into dist/proxy/typemesh-proxy.js (esbuild)',
-  exec: 'esbuild src/proxy-image/main.ts --bundle --platform=node --target=node20 --outfile=dist/proxy/typemesh-proxy.js --log-level=warning',
+  exec: 'esbuild src/proxy-image/main.ts --bundle --platform=node --target=node20 --minify-whitespace --outfile=dist/proxy/typemesh-proxy.js --log-level=warning',
 });
 
 // The contract's JSON Schema, generated from the zod schema in src/config.

@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { bundleWithEsbuild } from '../src/local/proxy-bundle';
 
 /**
  * Bundles the executables that the tests start as real processes (the sidecar and the
- * local runner) once per jest run, so each test spawns plain `node <bundle>` instead of
- * paying ts-node's start-up for every process.
+ * local runner) once per jest run, with the options the local runner uses, so each test
+ * spawns plain `node <bundle>` instead of paying ts-node's start-up for every process.
  */
 export default function globalSetup(): void {
   const root = path.resolve(__dirname, '..');
@@ -14,11 +14,6 @@ export default function globalSetup(): void {
     ['src/local/cli.ts', 'dist/local/typemesh.js'],
   ];
   for (const [entry, out] of bundles) {
-    if (!existsSync(path.join(root, entry))) continue;
-    execFileSync(
-      path.join(root, 'node_modules/.bin/esbuild'),
-      [entry, '--bundle', '--platform=node', '--target=node20', `--outfile=${out}`, '--log-level=warning', '--sourcemap'],
-      { cwd: root, stdio: 'inherit' },
-    );
+    if (existsSync(path.join(root, entry))) bundleWithEsbuild(root, entry, out);
   }
 }

@@ -50,11 +50,16 @@ export function ensureProxyBundle(options: { readonly root?: string; readonly re
   return bundle;
 }
 
-/** Bundles one TypeScript entry for Node 20 with the project's esbuild. */
+/**
+ * Bundles one TypeScript entry for Node 20 with the project's esbuild. `--minify-whitespace`
+ * drops comments and indentation (names stay, and the source map maps back): a few non-ASCII
+ * comments in dependencies otherwise make V8 hold the whole 7 MB bundle source as two-byte
+ * text; whitespace-minified it is 2.7 MB of one-byte text, about 4 MB less RSS per sidecar.
+ */
 export function bundleWithEsbuild(root: string, entry: string, outfile: string): void {
   const esbuild = path.join(root, 'node_modules/.bin/esbuild');
   if (!existsSync(esbuild)) throw new Error(`esbuild is not installed in ${root}/node_modules: run \`npm ci\``);
-  execFileSync(esbuild, [entry, '--bundle', '--platform=node', '--target=node20', `--outfile=${outfile}`, '--log-level=warning', '--sourcemap'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(esbuild, [entry, '--bundle', '--platform=node', '--target=node20', '--minify-whitespace', `--outfile=${outfile}`, '--log-level=warning', '--sourcemap'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
 /** True when `outfile` exists and is newer than every file under `sourceDirs`. */
