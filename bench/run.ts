@@ -9,6 +9,8 @@
  *   --max-duration=S        recorded seconds of each max-throughput run
  *   --connections=N         wrk connections for max throughput
  *   --only=direct,typemesh,typemesh-no-telemetry,nginx
+ *                           (also floor-tls-relay, floor-node-http, floor-llhttp: see --floors)
+ *   --floors                add the floor pairs (bench/floors: minimal Node proxies) to the default topologies
  *   --no-synth              skip the 100-service chart synthesis timing
  *   --cpu-prof=DIR          run the sidecars under `node --cpu-prof` and write the profiles to DIR
  *                           (summarize with bench/profile-summary.ts)
@@ -30,7 +32,7 @@ import { AnonPeakSampler, cpuSeconds, peakRssBytes } from './lib/proc-stats';
 import { ProcessRegistry } from './lib/processes';
 import { BenchReport, formatReport, MaxThroughputResult, MemoryResult, SynthResult, TargetResult, TopologyDescription } from './lib/report';
 import { timeChartSynthesis } from './lib/synth-timing';
-import { startTopologies, TOPOLOGY_IDS } from './lib/topologies';
+import { DEFAULT_TOPOLOGY_IDS, startTopologies, TOPOLOGY_IDS } from './lib/topologies';
 import { runWrk, wrkAvailable, writeWrkScript } from './lib/wrk';
 
 /** The whole run must end within this, whatever happens (the issue's bound is 10 minutes). */
@@ -61,7 +63,7 @@ function parseOptions(argv: readonly string[]): Options {
     if (!m) throw new Error(`unknown argument "${arg}" (flags are --name or --name=value; see bench/run.ts)`);
     flags.set(m[1], m[2] ?? 'true');
   }
-  const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict'];
+  const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'floors', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict'];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new Error(`unknown flag --${name} (known: ${known.map((k) => `--${k}`).join(', ')})`);
   }
@@ -88,7 +90,7 @@ function parseOptions(argv: readonly string[]): Options {
     only: flags.get('only')?.split(',').map((id) => {
       if (!(TOPOLOGY_IDS as readonly string[]).includes(id)) throw new Error(`--only: unknown topology "${id}" (known: ${TOPOLOGY_IDS.join(', ')})`);
       return id;
-    }),
+    }) ?? (flags.has('floors') ? [...TOPOLOGY_IDS] : [...DEFAULT_TOPOLOGY_IDS]),
     synth: !flags.has('no-synth'),
     cpuProfDir: flags.get('cpu-prof') ? path.resolve(flags.get('cpu-prof')!) : undefined,
     sidecarNodeArgs: (flags.get('node-args') ?? '').split(/\s+/).filter((a) => a.length > 0),

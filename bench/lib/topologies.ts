@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { request } from 'undici';
-import { bundleHelpers, bundleProxy } from './bundle';
+import { bundleFloor, bundleHelpers, bundleProxy } from './bundle';
 import { BenchCertificates } from './certs';
 import type { MeasuredProcess } from './fixed-rate';
 import { inboundNginxConf, NGINX_BINARY, nginxAvailable, outboundNginxConf, startNginx } from './nginx';
@@ -25,7 +25,20 @@ export interface Topology {
 }
 
 /** Every topology id, in the order they are measured. */
-export const TOPOLOGY_IDS = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx'] as const;
+export const TOPOLOGY_IDS = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx', 'floor-tls-relay', 'floor-node-http', 'floor-llhttp'] as const;
+
+/** What a run measures unless --only or --floors say otherwise: the floors are opt-in. */
+export const DEFAULT_TOPOLOGY_IDS: readonly string[] = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx'];
+
+/**
+ * Floors: minimal Node proxy pairs on the same ports, certificates and upstream as the sidecar
+ * pair (bench/floors), measured to tell what Node itself costs from what TypeMesh adds.
+ */
+const FLOOR_VARIANTS: ReadonlyArray<{ id: string; source: string; description: string }> = [
+  { id: 'floor-tls-relay', source: 'tls-relay.ts', description: 'floor: Node TLS byte relay pair, no HTTP (what any Node proxy pays to move the bytes)' },
+  { id: 'floor-node-http', source: 'node-http-proxy.ts', description: 'floor: minimal node:http server + undici client pair, no routing/policy/telemetry' },
+  { id: 'floor-llhttp', source: 'llhttp-proxy.ts', description: 'floor: minimal pair on the native llhttp parser, server and client (the sidecar\'s lean client), no routing/policy/telemetry' },
+];
 
 const SIDECAR_VARIANTS: ReadonlyArray<{ id: string; telemetry: SidecarTelemetry; description: string }> = [
   {
@@ -67,7 +80,7 @@ async function smokeTest(t: Topology, requestBytes: number, responseBytes: numbe
 export async function startTopologies(opts: {
   readonly registry: ProcessRegistry;
   readonly tmp: string;
-  /** Topology ids to start. @default all */
+  /** Topology ids to start. @default DEFAULT_TOPOLOGY_IDS */
   readonly only?: readonly string[];
   /** Extra node flags for the sidecars. @default none */
   readonly sidecarNodeArgs?: readonly string[];
@@ -82,7 +95,7 @@ export async function startTopologies(opts: {
   for (const id of opts.only ?? []) {
     if (!(TOPOLOGY_IDS as readonly string[]).includes(id)) throw new Error(`unknown topology "${id}" (known: ${TOPOLOGY_IDS.join(', ')})`);
   }
-  const wanted = (id: string): boolean => !opts.only || opts.only.includes(id);
+  const wanted = (id: string): boolean => (opts.only ?? DEFAULT_TOPOLOGY_IDS).includes(id);
   const skipped: Record<string, string> = {};
   const helpers = bundleHelpers(tmp);
 
@@ -98,7 +111,7 @@ export async function startTopologies(opts: {
   const serverCert = await certs.issue('server', spiffe(SERVER_ACCOUNT), UPSTREAM_HOST);
 
   const proxyBundle = !SIDECAR_VARIANTS.some((v) => wanted(v.id)) ? undefined
-    : opts.proxyBundle ?? bundleProxy();
+    : opts.proxyBundle ?? bundleProxy(opts.cpuProfDir !== undefined);
   for (const variant of SIDECAR_VARIANTS) {
     if (!wanted(variant.id)) continue;
     if (!proxyBundle) {
@@ -120,6 +133,24 @@ export async function startTopologies(opts: {
       });
     } catch (e) {
       skipped[variant.id] = `the sidecar pair did not start: ${(e as Error).message}`;
+    }
+  }
+
+  for (const floor of FLOOR_VARIANTS) {
+    if (!wanted(floor.id)) continue;
+    const dir = path.join(tmp, floor.id);
+    mkdirSync(dir);
+    try {
+      const pair = await startSidecarPair({
+        registry, bundle: bundleFloor(floor.source, tmp), dir, client: clientCert, server: serverCert, upstreamPort,
+        telemetry: { metrics: false, accessLog: false }, label: floor.id,
+      });
+      topologies.push({
+        id: floor.id, description: floor.description, origin: `http://127.0.0.1:${pair.entryPort}`, host: UPSTREAM_HOST,
+        proxies: [{ role: 'outbound', pid: pair.outbound.pid }, { role: 'inbound', pid: pair.inbound.pid }],
+      });
+    } catch (e) {
+      skipped[floor.id] = `the floor pair did not start: ${(e as Error).message}`;
     }
   }
 
