@@ -57,9 +57,14 @@ function group(module: string): string {
   return m ? m[1] : module;
 }
 
+/** Native StreamBase write entry points ('writeString' is fs: the access log). */
+const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeLatin1String', 'writeUtf8String', 'writeAsciiString', 'writeUcs2String']);
+
 /** Coarse areas of a sidecar's CPU time, for "what dominates" (docs/performance.md). */
 export function areaOf(module: string): string {
-  if (module === 'writev') return 'socket writes (native writev: TLS + system call)';
+  // Stream writes of node:net/tls: writev (corked) or one of the single-buffer writes.
+  if (SOCKET_WRITES.has(module)) return 'socket writes (native: TLS + system call)';
+  if (module.startsWith('src/proxy-image/http1')) return 'TypeMesh HTTP/1.1 client (incl. native llhttp parsing)';
   if (module === 'writeString' || module === 'sonic-boom' || module.includes('telemetry/access-log')) return 'access log';
   if (module.includes('src/proxy-image/telemetry') || module === 'prom-client' || module === 'tdigest' || module === 'bintrees') return 'metrics and observer';
   if (module === 'undici' || module.startsWith('wasm://')) return 'undici (upstream HTTP client)';

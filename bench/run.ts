@@ -9,8 +9,8 @@
  *   --max-duration=S        recorded seconds of each max-throughput run
  *   --connections=N         wrk connections for max throughput
  *   --only=direct,typemesh,typemesh-no-telemetry,nginx
- *                           (also floor-tls-relay, floor-node-http, floor-llhttp: see --floors)
- *   --floors                add the floor pairs (bench/floors: minimal Node proxies) to the default topologies
+ *                           floor-tls-relay,floor-node-http,floor-llhttp (the default: all of them)
+ *   --no-floors             skip the floor pairs (bench/floors: minimal Node proxies shown beside the targets)
  *   --no-synth              skip the 100-service chart synthesis timing
  *   --cpu-prof=DIR          run the sidecars under `node --cpu-prof` and write the profiles to DIR
  *                           (summarize with bench/profile-summary.ts)
@@ -32,7 +32,7 @@ import { AnonPeakSampler, cpuSeconds, peakRssBytes } from './lib/proc-stats';
 import { ProcessRegistry } from './lib/processes';
 import { BenchReport, formatReport, MaxThroughputResult, MemoryResult, SynthResult, TargetResult, TopologyDescription } from './lib/report';
 import { timeChartSynthesis } from './lib/synth-timing';
-import { DEFAULT_TOPOLOGY_IDS, startTopologies, TOPOLOGY_IDS } from './lib/topologies';
+import { DEFAULT_TOPOLOGY_IDS, FLOOR_IDS, startTopologies, TOPOLOGY_IDS } from './lib/topologies';
 import { runWrk, wrkAvailable, writeWrkScript } from './lib/wrk';
 
 /** The whole run must end within this, whatever happens (the issue's bound is 10 minutes). */
@@ -63,7 +63,7 @@ function parseOptions(argv: readonly string[]): Options {
     if (!m) throw new Error(`unknown argument "${arg}" (flags are --name or --name=value; see bench/run.ts)`);
     flags.set(m[1], m[2] ?? 'true');
   }
-  const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'floors', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict'];
+  const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'no-floors', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict'];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new Error(`unknown flag --${name} (known: ${known.map((k) => `--${k}`).join(', ')})`);
   }
@@ -90,7 +90,7 @@ function parseOptions(argv: readonly string[]): Options {
     only: flags.get('only')?.split(',').map((id) => {
       if (!(TOPOLOGY_IDS as readonly string[]).includes(id)) throw new Error(`--only: unknown topology "${id}" (known: ${TOPOLOGY_IDS.join(', ')})`);
       return id;
-    }) ?? (flags.has('floors') ? [...TOPOLOGY_IDS] : [...DEFAULT_TOPOLOGY_IDS]),
+    }) ?? (flags.has('no-floors') ? DEFAULT_TOPOLOGY_IDS.filter((id) => !FLOOR_IDS.includes(id)) : [...DEFAULT_TOPOLOGY_IDS]),
     synth: !flags.has('no-synth'),
     cpuProfDir: flags.get('cpu-prof') ? path.resolve(flags.get('cpu-prof')!) : undefined,
     sidecarNodeArgs: (flags.get('node-args') ?? '').split(/\s+/).filter((a) => a.length > 0),
@@ -130,12 +130,25 @@ function evaluateTargets(fixed: readonly FixedRateResult[], memory: readonly Mem
   const mesh = at1k('typemesh');
   const nginx = at1k('nginx');
   const status = (ok: boolean | undefined): 'PASS' | 'FAIL' | 'SKIP' => (ok === undefined ? 'SKIP' : ok ? 'PASS' : 'FAIL');
+  /** A figure of each floor pair measured in this run, formatted; undefined when no floor ran. */
+  const floorsOf = (figure: (id: string) => string | undefined): Record<string, string> | undefined => {
+    const out: Record<string, string> = {};
+    for (const id of FLOOR_IDS) {
+      const v = figure(id);
+      if (v !== undefined) out[id] = v;
+    }
+    return Object.keys(out).length ? out : undefined;
+  };
   const targets: TargetResult[] = [];
   const meshP90 = mesh?.addedMs?.p90;
   targets.push({
     name: 'added p90 @1,000 rps, sidecar pair', target: '<= 0.250 ms',
     measured: meshP90 === undefined ? 'not measured' : `${meshP90.toFixed(3)} ms`,
     status: status(meshP90 === undefined ? undefined : meshP90 <= 0.25),
+    floors: floorsOf((id) => {
+      const p90 = at1k(id)?.addedMs?.p90;
+      return p90 === undefined ? undefined : `${p90.toFixed(3)} ms`;
+    }),
   });
   const nginxP90 = nginx?.addedMs?.p90;
   targets.push({
@@ -149,6 +162,7 @@ function evaluateTargets(fixed: readonly FixedRateResult[], memory: readonly Mem
       name: `vCPU per 1,000 rps, ${role} sidecar`, target: '<= 0.200',
       measured: cpu === undefined ? 'not measured' : cpu.toFixed(3),
       status: status(cpu === undefined ? undefined : cpu <= 0.2),
+      floors: floorsOf((id) => at1k(id)?.cpu.find((c) => c.role === role)?.cpuSecondsPer1kRequests.toFixed(3)),
     });
   }
   for (const role of ['outbound', 'inbound']) {
@@ -157,6 +171,10 @@ function evaluateTargets(fixed: readonly FixedRateResult[], memory: readonly Mem
       name: `peak RSS at <= 1,000 rps, ${role} sidecar`, target: '<= 40 MB',
       measured: rss === undefined ? 'not measured' : `${rss.toFixed(1)} MB`,
       status: status(rss === undefined ? undefined : rss <= 40),
+      floors: floorsOf((id) => {
+        const f = memory.find((m) => m.topology === id && m.role === role)?.peakRssMBAtFixedRates;
+        return f === undefined ? undefined : `${f.toFixed(1)} MB`;
+      }),
     });
   }
   const synthMs = 'skipped' in synth ? undefined : synth.constructMs + synth.synthMs;

@@ -40,6 +40,8 @@ export interface TargetResult {
   readonly target: string;
   readonly measured: string;
   readonly status: TargetStatus;
+  /** The same figure for the floor pairs of this run (floor id -> value), where one applies. */
+  readonly floors?: Readonly<Record<string, string>>;
 }
 
 /** A topology as described in the report. */
@@ -107,6 +109,12 @@ export function formatReport(r: BenchReport): string {
   for (const [topology, why] of Object.entries(r.skipped)) out.push(`Skipped topology ${topology}: ${why}`);
   out.push('');
   out.push('Targets:');
-  out.push(table(['status', 'target', 'required', 'measured'], r.targets.map((t) => [t.status, t.name, t.target, t.measured])));
+  const floorIds = [...new Set(r.targets.flatMap((t) => Object.keys(t.floors ?? {})))];
+  out.push(table(['status', 'target', 'required', 'measured', ...floorIds.map((f) => `${f} (same run)`)],
+    r.targets.map((t) => [t.status, t.name, t.target, t.measured, ...floorIds.map((f) => t.floors?.[f] ?? '-')])));
+  if (floorIds.length) {
+    out.push('Floors: minimal Node proxy pairs on the same ports, certificates and upstream (bench/floors). floor-tls-relay moves');
+    out.push('the bytes through TLS with no HTTP at all: a target below it cannot be met by any Node.js proxy on this machine.');
+  }
   return out.join('\n');
 }

@@ -27,8 +27,11 @@ export interface Topology {
 /** Every topology id, in the order they are measured. */
 export const TOPOLOGY_IDS = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx', 'floor-tls-relay', 'floor-node-http', 'floor-llhttp'] as const;
 
-/** What a run measures unless --only or --floors say otherwise: the floors are opt-in. */
-export const DEFAULT_TOPOLOGY_IDS: readonly string[] = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx'];
+/** What a run measures unless --only or --no-floors say otherwise. */
+export const DEFAULT_TOPOLOGY_IDS: readonly string[] = TOPOLOGY_IDS;
+
+/** The floor pairs (bench/floors), printed beside the targets. */
+export const FLOOR_IDS: readonly string[] = ['floor-tls-relay', 'floor-node-http', 'floor-llhttp'];
 
 /**
  * Floors: minimal Node proxy pairs on the same ports, certificates and upstream as the sidecar
