@@ -1,9 +1,11 @@
 /**
- * Opens mTLS connections to peer sidecars for undici: presents the workload certificate,
+ * Opens mTLS connections to peer sidecars (for the lean HTTP/1.1 client of ./http1 and for
+ * undici's HTTP/2 pools; both take undici's connector signature): presents the workload certificate,
  * verifies the peer chains to the mesh CA and that its URI SAN is the identity the subset
  * requires. Any failure before the connection is usable is a connect failure (Envoy's UF),
  * which the retry and outlier logic treat differently from a reset after connecting.
  */
+import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { buildConnector } from 'undici';
 import { uriSans } from './identity';
@@ -39,7 +41,7 @@ export interface MtlsConnectorOptions {
   readonly onClose?: (direction: Direction) => void;
 }
 
-/** Builds an undici connector that opens verified mTLS connections. */
+/** Builds a connector (undici's signature) that opens verified mTLS connections. */
 export function mtlsConnector(opts: MtlsConnectorOptions): buildConnector.connector {
   const expected = opts.expectedIdentity;
   const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
@@ -48,7 +50,6 @@ export function mtlsConnector(opts: MtlsConnectorOptions): buildConnector.connec
     return new ConnectFailure(`upstream identity mismatch: expected ${expected}, peer presented ${ids.length ? ids.join(', ') : 'no URI SAN'}`, 'IDENTITY_MISMATCH');
   };
   return (connectOpts, callback) => {
-    let settled = false;
     const socket = tls.connect({
       host: connectOpts.hostname,
       port: Number(connectOpts.port),
@@ -58,24 +59,40 @@ export function mtlsConnector(opts: MtlsConnectorOptions): buildConnector.connec
       checkServerIdentity,
     });
     socket.setNoDelay(true);
-    const timer = setTimeout(() => fail(new ConnectFailure(`connect timeout after ${opts.connectTimeoutMs} ms`, 'CONNECT_TIMEOUT')), opts.connectTimeoutMs);
-    const fail = (err: Error): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      callback(err instanceof ConnectFailure ? err : new ConnectFailure(`upstream connect error: ${err.message}`, (err as { code?: string }).code), null);
-    };
-    socket.once('error', fail);
-    socket.once('secureConnect', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.removeListener('error', fail);
+    awaitConnection(socket, 'secureConnect', opts.connectTimeoutMs, callback as ConnectCallback<tls.TLSSocket>, () => {
       socket.setKeepAlive(true, 30000);
       opts.onOpen?.('outbound');
       socket.once('close', () => opts.onClose?.('outbound'));
-      callback(null, socket);
     });
   };
+}
+
+/** How a connector reports: a usable socket, or why there is none. */
+export type ConnectCallback<S extends net.Socket> = (err: Error | null, socket: S | null) => void;
+
+/**
+ * Reports `socket` to callback once it emits `readyEvent` ('connect', or 'secureConnect' after
+ * the TLS handshake and the identity check), or a ConnectFailure once, on its first error or
+ * after timeoutMs, destroying it. `onReady` runs just before a successful report.
+ */
+export function awaitConnection<S extends net.Socket>(socket: S, readyEvent: 'connect' | 'secureConnect', timeoutMs: number,
+  callback: ConnectCallback<S>, onReady?: () => void): void {
+  let settled = false;
+  const fail = (err: Error): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.destroy();
+    callback(err instanceof ConnectFailure ? err : new ConnectFailure(`upstream connect error: ${err.message}`, (err as { code?: string }).code), null);
+  };
+  const timer = setTimeout(() => fail(new ConnectFailure(`connect timeout after ${timeoutMs} ms`, 'CONNECT_TIMEOUT')), timeoutMs);
+  socket.once('error', fail);
+  socket.once(readyEvent, () => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.removeListener('error', fail);
+    onReady?.();
+    callback(null, socket);
+  });
 }
