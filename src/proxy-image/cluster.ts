@@ -5,13 +5,13 @@
  * reloads when its definition is unchanged, so pooled connections and ejection state survive.
  */
 import { lookup } from 'node:dns/promises';
-import { Pool } from 'undici';
 import type { OutboundService, Subset } from '../config';
 import type { Connector } from './http1/pool';
 import { Http1Pool } from './http1/pool';
 import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
 import type { ProxyObserver } from './observer';
+import { loadUndici } from './undici-loader';
 import { mtlsConnector } from './upstream-connector';
 import { fromUndici, UpstreamPool } from './upstream-request';
 import type { WorkloadIdentity } from './identity';
@@ -111,7 +111,7 @@ export class SubsetCluster {
         idleTimeoutMs: pool.idleTimeoutMs,
       }));
     }
-    return new Endpoint(address, port, (e) => fromUndici(new Pool(`https://${e.key}`, {
+    return new Endpoint(address, port, (e) => fromUndici(new (loadUndici().Pool)(`https://${e.key}`, {
       connections: pool.maxConnections,
       pipelining: 1,
       // undici closes a connection after maxRequestsPerClient + 1 requests; 1 is handled per request (reset).

@@ -7,7 +7,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { loadUndici } from './undici-loader';
 import { Canceller, discardBody, fromUndici, upstreamRequest, UpstreamResponse } from './upstream-request';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
 import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
@@ -356,7 +357,7 @@ export class OutboundProxy {
         this.passthroughPools.delete(oldest);
         p.close().catch(() => undefined);
       }
-      pool = new Pool(origin, { connections: 256, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 10000 } });
+      pool = new (loadUndici().Pool)(origin, { connections: 256, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 10000 } });
       this.passthroughPools.set(origin, pool);
     }
     // Hosts outside the mesh never see x-typemesh-source, not even one the app wrote.

@@ -4,7 +4,6 @@
  * start to end, and the swap is atomic for the next request.
  */
 import type { OutboundService, SidecarConfig } from '../config';
-import { H2CClient, Pool } from 'undici';
 import { Authorizer } from './authz/authorizer';
 import { ClusterDeps, clusterKey, ServiceCluster } from './cluster';
 import { plainConnector } from './http1/connectors';
@@ -12,6 +11,7 @@ import { nativeHttpParser } from './http1/llhttp';
 import { Http1Pool } from './http1/pool';
 import { compileRetryOn, CompiledRetryOn } from './retry';
 import { CompiledRoute, compileRoute, hostWithoutPort } from './routing';
+import { loadUndici } from './undici-loader';
 import { fromUndici, UpstreamPool } from './upstream-request';
 
 /** A destination service ready for the hot path. */
@@ -46,13 +46,13 @@ function appPoolFor(config: SidecarConfig, previous?: ProxyState): UpstreamPool 
   const protocol = config.workload.appPorts.find((p) => p.port === app.port)?.protocol ?? 'http';
   if (protocol !== 'http') {
     // An http2/grpc app speaks h2c (prior knowledge); one multiplexed connection carries all streams.
-    return fromUndici(new H2CClient(`http://${host}:${app.port}`, { maxConcurrentStreams: 1000, pipelining: 1000, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30000 }));
+    return fromUndici(new (loadUndici().H2CClient)(`http://${host}:${app.port}`, { maxConcurrentStreams: 1000, pipelining: 1000, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30000 }));
   }
   if (nativeHttpParser) {
     // The lean HTTP/1.1 client (./http1): the inbound sidecar's hot path to its app.
     return new Http1Pool({ hostname: app.address, port: app.port, connect: plainConnector(5000), connections: 1024, idleTimeoutMs: 30000 });
   }
-  return fromUndici(new Pool(`http://${host}:${app.port}`, {
+  return fromUndici(new (loadUndici().Pool)(`http://${host}:${app.port}`, {
     connections: 1024,
     pipelining: 1,
     keepAliveTimeout: 30000,
