@@ -49,22 +49,68 @@ export function mtlsConnector(opts: MtlsConnectorOptions): buildConnector.connec
     if (ids.includes(expected)) return undefined;
     return new ConnectFailure(`upstream identity mismatch: expected ${expected}, peer presented ${ids.length ? ids.join(', ') : 'no URI SAN'}`, 'IDENTITY_MISMATCH');
   };
+  const tickets = new SessionTickets();
   return (connectOpts, callback) => {
+    const secureContext = opts.secureContext();
     const socket = tls.connect({
       host: connectOpts.hostname,
       port: Number(connectOpts.port),
-      secureContext: opts.secureContext(),
+      secureContext,
       ALPNProtocols: opts.alpn,
       rejectUnauthorized: true,
       checkServerIdentity,
+      session: tickets.take(secureContext),
+    });
+    // Tickets count only from a connection whose server passed the identity check (held back
+    // until then): Node skips checkServerIdentity when a session is resumed.
+    let unverified: Buffer[] | undefined = [];
+    socket.on('session', (ticket: Buffer) => {
+      if (unverified) unverified.push(ticket);
+      else tickets.put(secureContext, ticket);
     });
     socket.setNoDelay(true);
     awaitConnection(socket, 'secureConnect', opts.connectTimeoutMs, callback as ConnectCallback<tls.TLSSocket>, () => {
+      for (const ticket of unverified ?? []) tickets.put(secureContext, ticket);
+      unverified = undefined;
       socket.setKeepAlive(true, 30000);
       opts.onOpen?.('outbound');
       socket.once('close', () => opts.onClose?.('outbound'));
     });
   };
+}
+
+/**
+ * TLS 1.3 session tickets from one endpoint, for resuming later connections to it (pools grow
+ * under load; maxRequestsPerConnection and idle timeouts open new connections): a resumed
+ * handshake skips the certificate signature and chain verification on both sides. Each ticket
+ * is used once (RFC 8446 asks clients not to reuse them), newest first; a resumed connection
+ * brings fresh ones. Tickets belong to the client context (certificate generation) they were
+ * issued under: after a rotation the old ones are dropped and the next handshake is a full one
+ * with the new certificate. A connector serves one endpoint of one subset (one expected
+ * identity), and keeps only tickets from connections whose server passed the identity check,
+ * so a resumed session is always with a server already verified as that identity.
+ */
+export class SessionTickets {
+  /** Kept per endpoint; two arrive per handshake, so a few cover a pool growing quickly. */
+  public static readonly MAX = 8;
+  private context?: tls.SecureContext;
+  private tickets: Buffer[] = [];
+
+  /** A ticket for a connection made with `context`, if one is left. */
+  public take(context: tls.SecureContext): Buffer | undefined {
+    if (context !== this.context) return undefined;
+    return this.tickets.pop();
+  }
+
+  /** Keeps a ticket the server sent on a connection made with `context`. */
+  public put(context: tls.SecureContext, ticket: Buffer): void {
+    if (context !== this.context) {
+      this.context = context;
+      this.tickets = [];
+    }
+    this.tickets.push(ticket);
+    if (this.tickets.length > SessionTickets.MAX) this.tickets.shift();
+  }
 }
 
 /** How a connector reports: a usable socket, or why there is none. */
