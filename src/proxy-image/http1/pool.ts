@@ -66,6 +66,8 @@ const KEEP_ALIVE_HINT_MARGIN_MS = 1000;
 export class Http1Pool implements ConnectionOwner {
   public readonly maxRequestsPerConnection: number;
   private readonly idle: Http1Connection[] = [];
+  /** Connections running an exchange. */
+  private readonly running = new Set<Http1Connection>();
   private readonly queue: Exchange[] = [];
   private readonly maxConnections: number;
   private readonly idleTimeoutMs: number;
@@ -141,9 +143,6 @@ export class Http1Pool implements ConnectionOwner {
     this.checkDrained();
     return Promise.resolve();
   }
-
-  /** Connections running an exchange. */
-  private readonly running = new Set<Http1Connection>();
 
   /** ConnectionOwner: a connection is free again. */
   public connectionIdle(conn: Http1Connection): void {
