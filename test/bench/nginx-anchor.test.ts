@@ -7,7 +7,9 @@ import * as tls from 'node:tls';
 import { Agent, request } from 'undici';
 import { BenchCertificates, WorkloadCertFiles } from '../../bench/lib/certs';
 import { inboundNginxConf, nginxAvailable, outboundNginxConf, startNginx } from '../../bench/lib/nginx';
-import { freePort, ProcessRegistry } from '../../bench/lib/processes';
+import { ProcessRegistry } from '../../bench/lib/processes';
+// The tests' port allocator (a per-worker range), not the bench's listen(0): see its comment.
+import { freePort } from '../proxy/harness';
 
 /**
  * The bench's anchor must really be a two-hop mTLS pair, or the comparison flatters nginx:

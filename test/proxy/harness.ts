@@ -51,13 +51,33 @@ export function tempDir(prefix = 'typemesh-proxy-test-'): string {
   return dir;
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
+/**
+ * Ports for sidecar listeners, which must be written into configs before the sidecar binds
+ * them. Asking the OS (listen(0), close, hand out) raced with the other jest worker: its own
+ * listen(0) calls could be given the same number before our sidecar bound it (seen in CI as
+ * EADDRINUSE at sidecar start). So each worker takes ports from its own range below the
+ * kernel's ephemeral range (32768-60999, which listen(0) draws from), starting at a random
+ * offset, and skips any port it cannot bind right now.
+ */
+const PORTS_PER_WORKER = 1500;
+const WORKER_PORT_BASE = 20000 + ((Number(process.env.JEST_WORKER_ID ?? '1') - 1) % 8) * PORTS_PER_WORKER;
+let nextPortOffset = Math.floor(Math.random() * PORTS_PER_WORKER);
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A port of this worker's range that is free on 127.0.0.1 and that no other worker hands out. */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  for (let i = 0; i < PORTS_PER_WORKER; i++) {
+    const port = WORKER_PORT_BASE + (nextPortOffset++ % PORTS_PER_WORKER);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port in ${WORKER_PORT_BASE}-${WORKER_PORT_BASE + PORTS_PER_WORKER - 1}`);
 }
 
 /** A PKI for a test: one CA, workload files per identity. */
