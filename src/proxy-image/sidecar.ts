@@ -14,6 +14,7 @@ import { adminHandler } from './admin';
 import { FileWatcher } from './file-watch';
 import { WorkloadIdentity } from './identity';
 import { InboundProxy } from './inbound';
+import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
 import type { ProxyObserver } from './observer';
 import { OutboundProxy } from './outbound';
@@ -368,7 +369,11 @@ export class Sidecar {
     // rewritten since it was read at start and before prime() took its stats: compare once
     // now (a no-op when the text is the one running).
     await this.reloadConfig('file change');
-    log('info', 'sidecar ready', { workload: this.opts.config.workload.name, identity: this.identity.current.spiffeId, outbound: l.outboundPort, inbound: l.inboundPort, admin: l.adminPort, bindAddress: l.bindAddress });
+    log('info', 'sidecar ready', {
+      workload: this.opts.config.workload.name, identity: this.identity.current.spiffeId, outbound: l.outboundPort, inbound: l.inboundPort, admin: l.adminPort, bindAddress: l.bindAddress,
+      // Which HTTP/1.1 upstream client runs (see http1/llhttp.ts): worth a line when it is the fallback.
+      http1Client: nativeHttpParser ? 'llhttp' : 'undici',
+    });
   }
 
   private track(delta: number): void {

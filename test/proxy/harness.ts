@@ -339,6 +339,8 @@ export interface MeshPairOptions {
   readonly service?: Record<string, unknown>;
   readonly paymentInbound?: Partial<NonNullable<SidecarConfigInput['inbound']>>;
   readonly orderExtra?: Partial<WorkloadConfigOptions>;
+  /** Extra environment of both sidecars. @default none */
+  readonly sidecarEnv?: Record<string, string>;
 }
 
 /** Starts app <- payment sidecar <- order sidecar. */
@@ -359,7 +361,9 @@ export async function startMeshPair(opts: MeshPairOptions = {}): Promise<MeshPai
     services: [paymentService([{ name: 'v1', endpoints: [paymentPorts.inbound] }], opts.service)],
     ...opts.orderExtra,
   });
-  const [payment, order] = await Promise.all([startSidecar(dir, 'payment', paymentConfig), startSidecar(dir, 'order', orderConfig, process.env.TYPEMESH_TEST_ORDER_NODE_ARGS ? { TYPEMESH_NODE_ARGS: process.env.TYPEMESH_TEST_ORDER_NODE_ARGS } : {})]);
+  const env = opts.sidecarEnv ?? {};
+  const orderEnv = process.env.TYPEMESH_TEST_ORDER_NODE_ARGS ? { ...env, TYPEMESH_NODE_ARGS: process.env.TYPEMESH_TEST_ORDER_NODE_ARGS } : env;
+  const [payment, order] = await Promise.all([startSidecar(dir, 'payment', paymentConfig, env), startSidecar(dir, 'order', orderConfig, orderEnv)]);
   return { dir, pki, app, order, payment, orderConfig, paymentConfig };
 }
 
