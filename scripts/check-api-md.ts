@@ -19,9 +19,11 @@ try {
   const committed = readFileSync(path.join(root, 'API.md'), 'utf8');
   if (fresh !== committed) {
     console.error('API.md is stale: run `npx projen docgen` and commit the result.');
-    process.exit(1);
+    // exitCode, not exit(): exit() would skip the finally below and leave the temp folder.
+    process.exitCode = 1;
+  } else {
+    console.log('API.md is current.');
   }
-  console.log('API.md is current.');
 } finally {
   rmSync(out, { recursive: true, force: true });
 }

@@ -1,10 +1,21 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { App, Chart, Testing } from 'cdk8s';
 import { parseSidecarConfigText, SidecarConfig } from '../../src/config';
 import { Mesh, MeshService, MeshServiceProps } from '../../src/constructs';
 
+/**
+ * A fresh app for a test. Not cdk8s's Testing.app(): that makes a new temp directory per call
+ * as the app's outdir, which is never removed (a full test run left ~120 in /tmp). These tests
+ * synthesize in memory only (Testing.synth, app.synthYaml), so the outdir is never created.
+ */
+export function testApp(): App {
+  return new App({ outdir: path.join(os.tmpdir(), 'typemesh-tests-never-written') });
+}
+
 /** A new chart in a fresh app (synthesized in memory; nothing is written). */
 export function newChart(id = 'test'): Chart {
-  return new Chart(Testing.app(), id);
+  return new Chart(testApp(), id);
 }
 
 /** Synthesizes a chart to its objects (runs the constructs' validations, as `cdk8s synth` does). */

@@ -1,11 +1,10 @@
-import { Testing } from 'cdk8s';
 import * as YAML from 'yaml';
 import { buildQuickstart } from '../../examples/quickstart';
-import { find, sidecarConfigOf } from './helpers';
+import { find, sidecarConfigOf, testApp } from './helpers';
 import { validateObject } from './k8s-schemas';
 
 function quickstartYaml(): string {
-  const app = Testing.app();
+  const app = testApp();
   buildQuickstart(app);
   return app.synthYaml();
 }

@@ -2,17 +2,17 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { App, Testing } from 'cdk8s';
+import { App } from 'cdk8s';
 import * as YAML from 'yaml';
 import { buildShopChart } from '../../examples/shop/chart';
 import { interceptionArgsFor } from '../../src/proxy-image/interception/args';
-import { find, sidecarConfigOf } from './helpers';
+import { find, sidecarConfigOf, testApp } from './helpers';
 import { validateObject } from './k8s-schemas';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
 function shopYaml(): string {
-  const app = Testing.app();
+  const app = testApp();
   buildShopChart(app);
   return app.synthYaml();
 }
