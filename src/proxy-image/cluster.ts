@@ -6,7 +6,6 @@
  */
 import { lookup } from 'node:dns/promises';
 import type { OutboundService, Subset } from '../config';
-import type { Connector } from './http1/pool';
 import { Http1Pool } from './http1/pool';
 import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
@@ -105,7 +104,7 @@ export class SubsetCluster {
       return new Endpoint(address, port, () => new Http1Pool({
         hostname: address,
         port,
-        connect: connect as Connector,
+        connect,
         connections: pool.maxConnections,
         maxRequestsPerConnection: pool.maxRequestsPerConnection,
         idleTimeoutMs: pool.idleTimeoutMs,

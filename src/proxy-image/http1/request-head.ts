@@ -55,6 +55,8 @@ export function buildRequestHead(method: string, path: string, headers: Readonly
     for (const name in headers) {
       const value = headers[name];
       if (value === undefined) continue;
+      // Only names as long as content-length (14), transfer-encoding (17), connection (10) or
+      // host (4) can be one of them: the others skip a toLowerCase per header per request.
       const lower = name.length === 14 || name.length === 17 || name.length === 10 || name.length === 4 ? name.toLowerCase() : name;
       if (lower === 'content-length') {
         declaredLength = Array.isArray(value) ? value[0] : value;
