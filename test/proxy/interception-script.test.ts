@@ -62,21 +62,51 @@ describe('generateInterceptionScript', () => {
     ]);
   });
 
-  it('captures inbound only to the app ports, after returning the proxy ports and excluded ones', () => {
+  it('captures every inbound port but the admin port, the inbound port and the excluded ones', () => {
     const inbound = rules(script).filter((l) => l.includes('-A TYPEMESH_INBOUND'));
     expect(inbound).toEqual([
       'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 15020 -j RETURN',
       'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 15006 -j RETURN',
-      'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 15001 -j RETURN',
       'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 22 -j RETURN',
-      'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 8080 -j TYPEMESH_IN_REDIRECT',
-      'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 8443 -j TYPEMESH_IN_REDIRECT',
+      // Undeclared app ports (9999, say) are captured too: nothing reaches the app directly.
+      'iptables -w -t nat -A TYPEMESH_INBOUND -p tcp -j TYPEMESH_IN_REDIRECT',
     ]);
   });
 
-  it('returns an excluded inbound port that is also a proxy port only once', () => {
-    const r = rules(generateInterceptionScript({ appPorts: [8080], excludeInboundPorts: [15020] }));
-    expect(r.filter((l) => l.includes('--dport 15020'))).toEqual(['iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 15020 -j RETURN']);
+  it('never returns inbound traffic to the outbound port: from outside it lands on the mTLS listener', () => {
+    for (const opts of [{}, { appPorts: [8080] }, { outboundPort: 16001, excludeInboundPorts: [22] }]) {
+      const text = generateInterceptionScript(opts);
+      const outboundPort = (opts as { outboundPort?: number }).outboundPort ?? 15001;
+      expect(text).not.toContain(`--dport ${outboundPort} -j RETURN`);
+      expect(text).toContain('-A TYPEMESH_INBOUND -p tcp -j TYPEMESH_IN_REDIRECT');
+    }
+  });
+
+  it('writes the same chains for IPv6 with ip6tables, required where the kernel has IPv6', () => {
+    const v6 = script.split('\n').filter((l) => l.startsWith('  ip6tables ') && / -[AN] /.test(l)).map((l) => l.trim());
+    // Every IPv4 rule has its IPv6 twin, with the IPv6 loopback and only the IPv6 exclusions.
+    const expected = rules(script).map((l) => l.replace(/^iptables /, 'ip6tables ').replace('-d 127.0.0.1/32', '-d ::1/128'))
+      .filter((l) => !l.includes('169.254.169.254'));
+    expect(v6).toEqual(expected);
+    const lines = script.split('\n');
+    const ifLine = lines.indexOf('if [ -e /proc/net/if_inet6 ]; then');
+    expect(ifLine).toBeGreaterThan(0);
+    expect(lines.slice(ifLine + 1).every((l) => l === '' || l === 'fi' || l.startsWith('  '))).toBe(true);
+    // No "|| true" on an install line: under set -e a failing ip6tables fails the init container.
+    expect(lines.slice(ifLine).filter((l) => l.includes('|| true'))).toEqual([]);
+  });
+
+  it('puts each excluded CIDR in its own family\'s rules', () => {
+    const text = generateInterceptionScript({ excludeOutboundCidrs: ['10.0.0.0/8', 'FD00:EC2::254'] });
+    expect(text).toContain('\niptables -w -t nat -A TYPEMESH_OUTPUT -d 10.0.0.0/8 -j RETURN');
+    expect(text).toContain('\n  ip6tables -w -t nat -A TYPEMESH_OUTPUT -d fd00:ec2::254/128 -j RETURN');
+    expect(text).not.toContain('iptables -w -t nat -A TYPEMESH_OUTPUT -d fd00');
+    expect(text).not.toContain('ip6tables -w -t nat -A TYPEMESH_OUTPUT -d 10.');
+  });
+
+  it('falls back to a writable lock file for iptables-legacy on a read-only root', () => {
+    expect(script).toContain('if [ -z "${XTABLES_LOCKFILE:-}" ] && ! ( : >>/run/xtables.lock ) 2>/dev/null; then');
+    expect(script.indexOf('XTABLES_LOCKFILE')).toBeLessThan(script.indexOf('iptables -w'));
   });
 
   it('captures all TCP when no ports are listed', () => {
@@ -88,7 +118,7 @@ describe('generateInterceptionScript', () => {
   it('leaves outbound alone when outbound capture is off', () => {
     const r = rules(generateInterceptionScript({ appPorts: [8080], captureOutbound: false }));
     expect(r.filter((l) => l.includes('OUTPUT'))).toEqual(['iptables -w -t nat -N TYPEMESH_OUTPUT']);
-    expect(r).toContain('iptables -w -t nat -A TYPEMESH_INBOUND -p tcp --dport 8080 -j TYPEMESH_IN_REDIRECT');
+    expect(r).toContain('iptables -w -t nat -A TYPEMESH_INBOUND -p tcp -j TYPEMESH_IN_REDIRECT');
   });
 
   it('uses the given uid and ports', () => {
@@ -104,11 +134,14 @@ describe('generateInterceptionScript', () => {
       'while iptables -w -t nat -D PREROUTING -p tcp -j TYPEMESH_INBOUND 2>/dev/null; do :; done',
       'while iptables -w -t nat -D OUTPUT -p tcp -j TYPEMESH_OUTPUT 2>/dev/null; do :; done',
       'iptables -w -t nat -X TYPEMESH_OUTPUT 2>/dev/null || true',
+      'while ip6tables -w -t nat -D PREROUTING -p tcp -j TYPEMESH_INBOUND 2>/dev/null; do :; done',
+      'ip6tables -w -t nat -X TYPEMESH_OUTPUT 2>/dev/null || true',
     ];
     for (const line of cleanup) expect(script).toContain(line);
     const clean = generateInterceptionScript({ appPorts: [8080] }, { clean: true });
     for (const line of cleanup) expect(clean).toContain(line);
     expect(rules(clean)).toEqual([]);
+    expect(clean).not.toMatch(/ip6tables -w -t nat -[AN] /);
     // Cleanup runs before the first chain is created.
     expect(script.indexOf(cleanup[0])).toBeLessThan(script.indexOf('-N TYPEMESH_INBOUND'));
   });
@@ -131,7 +164,9 @@ describe('interception option validation', () => {
     ['app port excluded', { appPorts: [8080], excludeInboundPorts: [8080] }, 'appPorts and excludeInboundPorts both contain 8080'],
     ['outbound port excluded', { outboundPorts: [80], excludeOutboundPorts: [80] }, 'outboundPorts and excludeOutboundPorts both contain 80'],
     ['ports without capture', { outboundPorts: [80], captureOutbound: false }, 'captureOutbound is false but outboundPorts lists 80'],
-    ['IPv6 cidr', { excludeOutboundCidrs: ['fd00::/8'] }, 'excludeOutboundCidrs contains "fd00::/8", which is not an IPv4 address or CIDR'],
+    ['outbound port excluded inbound', { excludeInboundPorts: [15001] }, "excludeInboundPorts contains 15001, the proxy's outboundPort"],
+    ['bad IPv6 cidr', { excludeOutboundCidrs: ['fd00::/129'] }, 'excludeOutboundCidrs contains "fd00::/129", which is not an IPv4 or IPv6 address or CIDR'],
+    ['not an IPv6 address', { excludeOutboundCidrs: ['fd00:::1'] }, 'excludeOutboundCidrs contains "fd00:::1"'],
     ['bad octet', { excludeOutboundCidrs: ['10.0.0.256/32'] }, 'excludeOutboundCidrs contains "10.0.0.256/32"'],
     ['bad prefix', { excludeOutboundCidrs: ['10.0.0.0/33'] }, 'excludeOutboundCidrs contains "10.0.0.0/33"'],
     ['shell injection', { excludeOutboundCidrs: ['1.2.3.4; reboot'] }, 'excludeOutboundCidrs contains "1.2.3.4; reboot"'],
@@ -211,7 +246,7 @@ describe('interceptionArgsFor', () => {
     // The arguments round-trip through the CLI parser into a valid script.
     const script = generateInterceptionScript(parseInterceptionArgs(args).options);
     expect(script).toContain('-A TYPEMESH_OUTPUT -p tcp --dport 9001 -j TYPEMESH_REDIRECT');
-    expect(script).toContain('-A TYPEMESH_INBOUND -p tcp --dport 8443 -j TYPEMESH_IN_REDIRECT');
+    expect(script).toContain('-A TYPEMESH_INBOUND -p tcp -j TYPEMESH_IN_REDIRECT');
   });
 
   it('turns outbound capture off for a workload that calls no mesh service', () => {

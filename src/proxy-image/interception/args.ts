@@ -20,20 +20,21 @@ export interface InterceptionCommand {
 /** The usage text of typemesh-init. */
 export const INTERCEPTION_USAGE = `Usage: typemesh-init [options]
 
-Installs the iptables rules that send a pod's TCP traffic through the TypeMesh sidecar
-(run as root with CAP_NET_ADMIN, as the pod's init container). Running it twice is safe.
+Installs the iptables and ip6tables rules that send a pod's TCP traffic through the TypeMesh
+sidecar (run as root with CAP_NET_ADMIN, as the pod's init container). Running it twice is safe.
 
 Options:
-  --app-ports LIST               inbound app ports redirected to the inbound port (empty: all inbound TCP)
+  --app-ports LIST               the app's ports (checked against the exclusions; every inbound TCP port
+                                 but the admin, inbound and excluded ports is captured anyway)
   --outbound-ports LIST          outbound destination ports redirected to the outbound port (empty: all TCP)
   --no-outbound-capture          leave outbound traffic alone
   --proxy-uid UID                uid of the proxy, never captured (default 1337)
   --outbound-port PORT           the proxy's outbound listener (default 15001)
   --inbound-port PORT            the proxy's inbound listener (default 15006)
   --admin-port PORT              the proxy's admin port, never captured (default 15020)
-  --exclude-inbound-ports LIST   inbound ports never captured
+  --exclude-inbound-ports LIST   inbound ports never captured (not the outbound port)
   --exclude-outbound-ports LIST  outbound destination ports never captured
-  --exclude-outbound-cidrs LIST  outbound IPv4 destinations never captured (a.b.c.d/n)
+  --exclude-outbound-cidrs LIST  outbound destinations never captured (a.b.c.d/n or IPv6 addr/n)
   --dry-run                      print the script instead of running it
   --clean                        remove the rules instead of installing them
   -h, --help                     show this help
@@ -99,8 +100,8 @@ function number(flag: string, value: string | undefined): number | undefined {
 }
 
 /**
- * typemesh-init's arguments for a workload, for the init container of its pod: its app
- * ports are captured inbound; outbound, the ports of the mesh services it calls (each
+ * typemesh-init's arguments for a workload, for the init container of its pod: every inbound
+ * port is captured (its app ports are passed for validation); outbound, the ports of the mesh services it calls (each
  * service port and each subset's discovery port) are captured. A workload that calls no
  * mesh service gets --no-outbound-capture: capturing all its TCP would send non-mesh
  * traffic (a database, say) to the HTTP proxy.

@@ -3,6 +3,7 @@
  * validation. Validation runs before any rule is generated, so a bad option never leaves a
  * pod with half its traffic captured.
  */
+import { isIPv6 } from 'node:net';
 
 /** The uid the proxy runs as; its own traffic is never captured. */
 export const DEFAULT_PROXY_UID = 1337;
@@ -37,8 +38,10 @@ export interface InterceptionOptions {
    */
   readonly adminPort?: number;
   /**
-   * The app's ports: inbound TCP to these is redirected to inboundPort. Empty captures all
-   * inbound TCP except the proxy's ports and excludeInboundPorts.
+   * The app's ports. Inbound capture covers every TCP port except adminPort, inboundPort and
+   * excludeInboundPorts whatever this lists (a port the app opens without declaring it must not
+   * bypass the sidecar); the list is checked against those (an app port cannot be excluded or
+   * be one of the proxy's ports) and named in the script's header.
    * @default []
    */
   readonly appPorts?: readonly number[];
@@ -55,7 +58,8 @@ export interface InterceptionOptions {
    */
   readonly captureOutbound?: boolean;
   /**
-   * Inbound ports never captured (ssh, a metrics port scraped without mTLS).
+   * Inbound ports never captured (ssh, a metrics port scraped without mTLS). The outbound port
+   * cannot be excluded: from outside the pod it must reach the mTLS listener, not the proxy.
    * @default []
    */
   readonly excludeInboundPorts?: readonly number[];
@@ -65,8 +69,8 @@ export interface InterceptionOptions {
    */
   readonly excludeOutboundPorts?: readonly number[];
   /**
-   * Outbound IPv4 destinations (a.b.c.d or a.b.c.d/n) never captured, e.g. the cloud
-   * metadata server.
+   * Outbound destinations never captured, e.g. the cloud metadata server: IPv4 (a.b.c.d or
+   * a.b.c.d/n) or IPv6 (an address or address/n); each goes into its family's rules.
    * @default []
    */
   readonly excludeOutboundCidrs?: readonly string[];
@@ -140,6 +144,9 @@ export function resolveInterceptionOptions(opts: InterceptionOptions): ResolvedI
     if (proxyPort) problems.push(`appPorts contains ${p}, which is the proxy's ${proxyPort}: give the app another port`);
     if (excludeInboundPorts.includes(p)) problems.push(`appPorts and excludeInboundPorts both contain ${p}: remove it from one of them`);
   }
+  if (excludeInboundPorts.includes(outboundPort)) {
+    problems.push(`excludeInboundPorts contains ${outboundPort}, the proxy's outboundPort: from outside the pod it would reach the outbound proxy; remove it`);
+  }
   for (const p of outboundPorts) {
     if (excludeOutboundPorts.includes(p)) problems.push(`outboundPorts and excludeOutboundPorts both contain ${p}: remove it from one of them`);
   }
@@ -149,9 +156,9 @@ export function resolveInterceptionOptions(opts: InterceptionOptions): ResolvedI
   }
   const excludeOutboundCidrs: string[] = [];
   for (const cidr of opts.excludeOutboundCidrs ?? []) {
-    const normalized = parseIpv4Cidr(cidr);
+    const normalized = parseIpv4Cidr(cidr) ?? parseIpv6Cidr(cidr);
     if (normalized === undefined) {
-      problems.push(`excludeOutboundCidrs contains ${JSON.stringify(cidr)}, which is not an IPv4 address or CIDR such as 169.254.169.254/32 (IPv6 is not intercepted)`);
+      problems.push(`excludeOutboundCidrs contains ${JSON.stringify(cidr)}, which is not an IPv4 or IPv6 address or CIDR such as 169.254.169.254/32 or fd00:ec2::254/128`);
     } else if (!excludeOutboundCidrs.includes(normalized)) {
       excludeOutboundCidrs.push(normalized);
     }
@@ -167,6 +174,15 @@ export function resolveInterceptionOptions(opts: InterceptionOptions): ResolvedI
 
 function isPort(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
+}
+
+/** An IPv6 address or address/n (n up to 128) as "address/n", or undefined. */
+function parseIpv6Cidr(s: string): string | undefined {
+  const m = /^([0-9A-Fa-f:.]+)(?:\/(\d{1,3}))?$/.exec(s);
+  if (!m || !isIPv6(m[1])) return undefined;
+  const bits = m[2] === undefined ? 128 : Number(m[2]);
+  if (bits > 128) return undefined;
+  return `${m[1].toLowerCase()}/${bits}`;
 }
 
 /** "a.b.c.d" or "a.b.c.d/n" in canonical form ("a.b.c.d/n"), or undefined. */
