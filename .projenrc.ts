@@ -18,13 +18,14 @@ const project = new typescript.TypeScriptProject({
   // TypeScript 7.x is outside @pulumi/pulumi's peer range and spins npm's resolver: pin 5.9.
   typescriptVersion: '~5.9',
   github: false,
-  mergify: false,
   release: false,
   buildWorkflow: false,
   pullRequestTemplate: false,
   depsUpgrade: false,
   eslint: false,
   sampleCode: false,
+  // `files` in package.json (below) is the one list of what the package ships.
+  npmignoreEnabled: false,
   // npm 11 here skips install scripts unless approved; nothing needs them.
 
   deps: [
@@ -52,6 +53,11 @@ const project = new typescript.TypeScriptProject({
   peerDeps: [
     '@pulumi/pulumi@^3.100.0',
     '@pulumi/kubernetes@^4.0.0',
+    // A user's infra repo compiles its chart and TypeMesh's declarations with its own
+    // TypeScript, usually through ts-node (`cdk8s synth`), and ts-node 10 crashes on
+    // TypeScript 7. Declared (optional) so npm refuses a TypeScript outside the range
+    // instead of the synth failing later; the README shows the tested set.
+    'typescript@>=5.0 <6',
   ],
   devDeps: [
     '@types/node@^20',
@@ -166,10 +172,28 @@ project.package.addField('typesVersions', { '*': { pulumi: ['lib/pulumi/index.d.
 project.package.addField('peerDependenciesMeta', {
   '@pulumi/pulumi': { optional: true },
   '@pulumi/kubernetes': { optional: true },
+  // Optional: plain JavaScript users need no TypeScript at all.
+  'typescript': { optional: true },
 });
 
 // `typemesh up|demo <plan>`: the local runner's CLI.
 project.package.addBin({ typemesh: 'lib/local/cli.js' });
+
+// What `npm pack` ships, as an allow-list: the compiled library with its declarations, the
+// CLI, and the sidecar bundle `typemesh up` runs (an installed package has no sources to
+// bundle). npm adds package.json, README.md and LICENSE itself. Nothing else (bench/,
+// scripts/, examples/, test/, .ci/) reaches a user. The test/install test checks the list.
+project.package.addField('files', [
+  'lib/**/*.js',
+  'lib/**/*.d.ts',
+  'dist/proxy/typemesh-proxy.js',
+  'API.md',
+]);
+// `npm pack` / `npm publish` on a fresh clone compile and bundle first: lib/ and dist/ are not committed.
+project.addTask('prepack', {
+  description: 'Compile and bundle the sidecar before npm packs the package',
+  steps: [{ spawn: 'compile' }, { spawn: 'bundle:proxy' }, { exec: 'chmod +x lib/local/cli.js' }],
+});
 
 // The sidecar image tag defaults to this version (ghcr.io/typemesh/proxy:<version>).
 project.package.addVersion('0.1.0');

@@ -24,7 +24,11 @@ export function findProjectRoot(from: string = __dirname): string {
   }
 }
 
-/** The sidecar bundle's path under the project root. */
+/**
+ * The sidecar bundle's path under the project root. The same path in a source checkout
+ * (`npx projen bundle:proxy` writes it) and in the installed package (package.json's
+ * `files` ships it; its prepack builds it), so `typemesh up` finds it in both.
+ */
 export const PROXY_BUNDLE = 'dist/proxy/typemesh-proxy.js';
 const PROXY_ENTRY = 'src/proxy-image/main.ts';
 
@@ -45,7 +49,13 @@ export function ensureProxyBundle(options: { readonly root?: string; readonly re
   const haveSources = existsSync(entry);
   const stale = options.rebuild === true && haveSources && !isFresh(root, PROXY_BUNDLE, ['src/proxy-image', 'src/config']);
   if (existsSync(bundle) && !stale) return bundle;
-  if (!haveSources) throw new Error(`the sidecar bundle ${bundle} is missing and ${entry} is not there to build it: run \`npx projen bundle:proxy\``);
+  if (!haveSources) {
+    // An installed package: it ships the bundle and no sources, so the package is damaged or
+    // was packed without its prepack step. Only a reinstall or an explicit bundle helps here.
+    throw new Error(`the sidecar bundle ${bundle} is missing from the installed typemesh package (${root}): `
+      + 'reinstall it (`npm install typemesh`; a tarball must come from `npm pack`, whose prepack step builds the bundle), '
+      + 'or point TYPEMESH_PROXY_BUNDLE at a typemesh-proxy.js');
+  }
   bundleWithEsbuild(root, PROXY_ENTRY, PROXY_BUNDLE);
   return bundle;
 }
