@@ -65,18 +65,16 @@ export function buildShopChart(app: App = new App({ outdir: 'dist' })): ShopChar
   new RetryPolicy(chart, 'payment-retries', {
     service: payment, attempts: 3, perTryTimeout: Duration.seconds(2),
     retryOn: [RetryOn.FIVE_XX, RetryOn.RESET, RetryOn.CONNECT_FAILURE],
-    // POST /process is the only call, and the demo's payment app has no side effects. A
-    // real payment API would need idempotency keys before retrying POSTs.
-    retryNonIdempotent: true,
+    // POST /process is retried like any method. The demo's payment app has no side effects; a
+    // real payment API without idempotency keys would set idempotentOnly: true.
   });
   // Seed: circuit breaker.
   new CircuitBreaker(chart, 'payment-circuit-breaker', {
     service: payment, maxConnections: 100, maxPendingRequests: 50, maxRequestsPerConnection: 2,
     outlierDetection: {
       consecutive5xxErrors: 5, interval: Duration.seconds(30), baseEjectionTime: Duration.seconds(30),
-      // The cap is per version (subset) and honoured strictly: with the default 10%, a version
-      // needs 10 replicas before one can be ejected. 50% lets payment v1 (2 replicas) lose a
-      // bad one while the other keeps serving its 80%.
+      // The cap is per version (subset); as in Envoy one replica can always be ejected and the
+      // cap applies beyond it. 50% lets payment v1 (2 replicas) lose a bad one, never both.
       maxEjectionPercent: 50,
     },
   });

@@ -200,6 +200,62 @@ export const AuthorizationRuleSchema = z.strictObject({
   headers: z.array(HeaderMatchSchema).optional(),
 });
 
+/**
+ * A listener of a gateway: a port facing clients outside the mesh (plain HTTP, or HTTPS with
+ * a server certificate for the gateway's public host names).
+ */
+export const GatewayListenerSchema = z.strictObject({
+  name,
+  port,
+  protocol: z.enum(['http', 'https']),
+  /** https only: the server certificate chain and key (PEM files), reloaded on change. */
+  tls: z.strictObject({
+    certFile: z.string().min(1),
+    keyFile: z.string().min(1),
+  }).optional(),
+});
+
+/** A host name a gateway route matches: exact (`shop.example.com`), a wildcard (`*.example.com`) or `*` (any host). */
+export const GATEWAY_HOST = /^(\*|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$/;
+
+/** A route of a gateway: requests for one of its hosts whose path starts with pathPrefix go to an outbound service. */
+export const GatewayRouteSchema = z.strictObject({
+  name,
+  /** Host names (the Host header without its port, lower case). */
+  hosts: z.array(z.string().regex(GATEWAY_HOST, 'must be a lower-case host name, "*.<domain>" or "*"')).min(1),
+  /** Path prefix, matched on the normalized path ("/" matches every path). */
+  pathPrefix: z.string().startsWith('/').default('/'),
+  /** The name of an outbound service of this config. */
+  service: name,
+});
+
+/**
+ * The gateway section: present only in a gateway's config (a MeshGateway). Its listeners face
+ * outside clients; each request is matched to a route by host and path, and then takes the
+ * outbound request path to the route's service (mTLS with the gateway's own identity).
+ */
+export const GatewaySchema = z.strictObject({
+  /** Where the gateway listeners bind (they face outside, unlike the outbound listener). */
+  bindAddress: z.string().default('0.0.0.0'),
+  listeners: z.array(GatewayListenerSchema).min(1),
+  routes: z.array(GatewayRouteSchema).min(1),
+});
+
+/** True for an IPv4 loopback address (127.0.0.0/8) or ::1. */
+export function isLoopbackAddress(address: string): boolean {
+  return /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(address) && address.split('.').every((o) => Number(o) <= 255)
+    || address === '::1' || address === 'localhost';
+}
+
+/** An app probe served on the admin port. */
+export const AppProbeSchema = z.strictObject({
+  /** The name of the probed app port (one of workload.appPorts). */
+  portName: name,
+  kind: z.enum(['livez', 'readyz']),
+  /** The app path (and query) the probe GETs, as the pod spec declared it. */
+  path: z.string().startsWith('/').max(2048).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
+});
+
 /** The sidecar's config. */
 export const SidecarConfigSchema = z.strictObject({
   apiVersion: z.literal(SIDECAR_CONFIG_API_VERSION),
@@ -271,6 +327,8 @@ export const SidecarConfigSchema = z.strictObject({
   }),
   /** SIGTERM: stop accepting, then wait at most this long for requests in flight. */
   drainTimeoutMs: durationMs.default(5000),
+  /** Only in a gateway's config: the listeners that face outside clients and their routes. */
+  gateway: GatewaySchema.optional(),
 }).superRefine((cfg, ctx) => {
   // Cross-field rules that a per-field schema cannot state.
   cfg.outbound.services.forEach((svc, si) => {
@@ -298,10 +356,36 @@ export const SidecarConfigSchema = z.strictObject({
       }
     });
   });
+  if (cfg.gateway) checkGateway(cfg, cfg.gateway, ctx);
   if (cfg.telemetry.tracing.enabled && !cfg.telemetry.tracing.collector) {
     ctx.addIssue({ code: 'custom', path: ['telemetry', 'tracing', 'collector'], message: 'tracing is enabled but no collector is set' });
   }
 });
+
+/** Cross-field rules of the gateway section. */
+function checkGateway(cfg: { listeners: { outboundPort: number; inboundPort: number; adminPort: number }; outbound: { services: Array<{ name: string }> } }, gw: z.output<typeof GatewaySchema>, ctx: z.RefinementCtx): void {
+  const reserved = new Map([[cfg.listeners.outboundPort, 'listeners.outboundPort'], [cfg.listeners.inboundPort, 'listeners.inboundPort'], [cfg.listeners.adminPort, 'listeners.adminPort']]);
+  const names = new Set<string>();
+  const ports = new Set<number>();
+  gw.listeners.forEach((l, i) => {
+    const base = ['gateway', 'listeners', i];
+    if (names.has(l.name)) ctx.addIssue({ code: 'custom', path: [...base, 'name'], message: `two gateway listeners are named "${l.name}"` });
+    names.add(l.name);
+    if (ports.has(l.port)) ctx.addIssue({ code: 'custom', path: [...base, 'port'], message: `two gateway listeners use port ${l.port}` });
+    ports.add(l.port);
+    if (reserved.has(l.port)) ctx.addIssue({ code: 'custom', path: [...base, 'port'], message: `port ${l.port} is already ${reserved.get(l.port)}` });
+    if (l.protocol === 'https' && !l.tls) ctx.addIssue({ code: 'custom', path: [...base, 'tls'], message: 'an https listener needs tls.certFile and tls.keyFile' });
+    if (l.protocol === 'http' && l.tls) ctx.addIssue({ code: 'custom', path: [...base, 'tls'], message: 'an http listener takes no tls; use protocol https' });
+  });
+  const services = new Set(cfg.outbound.services.map((s) => s.name));
+  const routeNames = new Set<string>();
+  gw.routes.forEach((r, i) => {
+    const base = ['gateway', 'routes', i];
+    if (routeNames.has(r.name)) ctx.addIssue({ code: 'custom', path: [...base, 'name'], message: `two gateway routes are named "${r.name}"` });
+    routeNames.add(r.name);
+    if (!services.has(r.service)) ctx.addIssue({ code: 'custom', path: [...base, 'service'], message: `unknown outbound service "${r.service}" (known: ${[...services].join(', ') || 'none'})` });
+  });
+}
 
 /** The sidecar's config as written (defaults may be omitted). */
 export type SidecarConfigInput = z.input<typeof SidecarConfigSchema>;
@@ -323,3 +407,7 @@ export type RouteMatch = z.output<typeof RouteMatchSchema>;
 export type HeaderMatch = z.output<typeof HeaderMatchSchema>;
 /** A string match, validated. */
 export type StringMatch = z.output<typeof StringMatchSchema>;
+/** The gateway section, validated. */
+export type GatewayConfig = NonNullable<SidecarConfig['gateway']>;
+/** A gateway route, validated. */
+export type GatewayRoute = GatewayConfig['routes'][number];

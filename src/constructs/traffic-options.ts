@@ -52,11 +52,14 @@ export interface RetryOptions {
    */
   readonly minRetriesPerSecond?: number;
   /**
-   * Retry non-idempotent methods (POST, PATCH) too. Off by default because a retried
-   * payment may be a duplicated payment.
-   * @default false
+   * Retry only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), never POST, PATCH
+   * or CONNECT. By default `retryOn` applies to the route's requests whatever the method, as
+   * in Envoy and Istio: a request body up to 64 KiB is buffered and replayed on each retry (a
+   * larger body is streamed and not retried; the access log shows flag RBL). Set this when a
+   * retried POST could do its work twice, e.g. a payment API without idempotency keys.
+   * @default false - every method is retried
    */
-  readonly retryNonIdempotent?: boolean;
+  readonly idempotentOnly?: boolean;
 }
 
 /** A delay fault. */
@@ -160,11 +163,17 @@ export interface OutlierDetectionOptions {
    */
   readonly baseEjectionTime?: Duration;
   /**
-   * Most endpoints of a version ejected at once, in percent.
+   * Cap on the endpoints of a version ejected at once, in percent, applied as in Envoy: an
+   * endpoint is ejected only while fewer than this percentage are ejected, so one endpoint can
+   * always be ejected (a 2-replica version at 10 % ejects its failing replica) and the cap
+   * applies beyond it. 0 turns ejection off.
    * @default 10
    */
   readonly maxEjectionPercent?: number;
 }
+
+/** Largest request body buffered for replay by a retry (Envoy's per_request_buffer_limit is of this size). */
+const RETRY_BUFFER_LIMIT_BYTES = 65536;
 
 /** @internal */
 export function retryConfig(c: IConstruct, prefix: string, o: RetryOptions): RetryPolicyConfig {
@@ -195,8 +204,8 @@ export function retryConfig(c: IConstruct, prefix: string, o: RetryOptions): Ret
     retriableStatusCodes: [...codes],
     backoff: { baseIntervalMs: base, maxIntervalMs: max },
     budget: { percent, minRetriesPerSecond: minPerSecond },
-    retryNonIdempotent: o.retryNonIdempotent ?? false,
-    maxBufferedBodyBytes: 65536,
+    idempotentOnly: o.idempotentOnly ?? false,
+    maxBufferedBodyBytes: RETRY_BUFFER_LIMIT_BYTES,
   };
 }
 

@@ -217,9 +217,11 @@ export class SubsetCluster {
     if (!trip) return;
     const now = Date.now();
     if (e.isEjected(now)) return;
+    // Envoy's rule: eject while the endpoints already ejected are fewer than maxEjectionPercent
+    // of the subset. So one endpoint can always be ejected (a 2-replica subset at 10 % loses
+    // its bad replica), the cap applies beyond it, and 0 turns ejection off.
     const ejected = this.endpoints.reduce((n, x) => n + (x.isEjected(now) ? 1 : 0), 0);
-    // maxEjectionPercent is honoured strictly: never eject past it, even if that means no ejection.
-    if (((ejected + 1) * 100) / this.endpoints.length > od.maxEjectionPercent) return;
+    if ((ejected * 100) / this.endpoints.length >= od.maxEjectionPercent) return;
     // The ejection multiplier decays by one per interval the endpoint stayed healthy.
     if (e.timesEjected > 0 && e.ejectedUntil > 0) {
       const healthyIntervals = Math.floor((now - e.ejectedUntil) / od.intervalMs);

@@ -56,6 +56,8 @@ const NO_BODY = null;
 const STREAMING_BODY_WAIT_MS = 50;
 /** Largest body mirrored when the route has no retry policy to say otherwise. */
 const MIRROR_MAX_BODY_BYTES = 65536;
+/** Response flag: a failure the route retries was not retried, because its body was not buffered (over maxBufferedBodyBytes). */
+const RETRY_BODY_NOT_BUFFERED_FLAG = 'RBL';
 
 class TimeoutError extends Error {
   constructor(public readonly scope: 'route' | 'try') {
@@ -180,7 +182,8 @@ export class OutboundProxy {
 
   private async tryLoop(c: TryContext): Promise<void> {
     const { res, obs, route, subset, cluster, flags } = c;
-    const policy = c.replayable && route.retries && methodRetriable(c.method, route.retries) ? route.retries : undefined;
+    const wantsRetries = route.retries !== undefined && methodRetriable(c.method, route.retries);
+    const policy = c.replayable && wantsRetries ? route.retries : undefined;
     const retryOn = policy ? c.entry.retryOn.get(route.name) : undefined;
     const timeoutMs = route.config.timeoutMs;
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
@@ -293,6 +296,10 @@ export class OutboundProxy {
         }
       } else if (tryNo > 1 && retryOn && retryOn(outcome)) {
         flags.push('URX');
+      } else if (wantsRetries && !c.replayable && c.entry.retryOn.get(route.name)?.(outcome)) {
+        // The policy would retry this failure, but the body was too large to buffer (or an
+        // HTTP/2 body still streaming) and cannot be replayed: say so instead of failing silently.
+        flags.push(RETRY_BODY_NOT_BUFFERED_FLAG);
       }
 
       if (!response) {

@@ -1,6 +1,8 @@
 /**
  * Retry decisions: which try outcomes the route's retryOn conditions cover, whether the
  * method may be replayed, and the backoff (exponential with full jitter, as in Envoy).
+ * retryOn applies whatever the method, as in Envoy and Istio; a policy with idempotentOnly
+ * keeps POST, PATCH and CONNECT from being retried.
  */
 import type { RetryPolicyConfig } from '../config';
 
@@ -13,9 +15,9 @@ export type TryOutcome =
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** True when the method may be retried under the policy. */
+/** True when the method may be retried under the policy: any method, unless the policy is idempotentOnly. */
 export function methodRetriable(method: string, policy: RetryPolicyConfig): boolean {
-  return policy.retryNonIdempotent || IDEMPOTENT.has(method);
+  return !policy.idempotentOnly || IDEMPOTENT.has(method);
 }
 
 const GRPC_CONDITIONS: Record<string, number> = {

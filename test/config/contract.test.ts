@@ -43,7 +43,7 @@ describe('sidecar config contract', () => {
     const route = cfg.outbound.services[0].routes[0];
     expect(route.retries?.backoff).toEqual({ baseIntervalMs: 25, maxIntervalMs: 250 });
     expect(route.retries?.budget).toEqual({ percent: 20, minRetriesPerSecond: 10 });
-    expect(route.retries?.retryNonIdempotent).toBe(false);
+    expect(route.retries?.idempotentOnly).toBe(false);
     expect(cfg.outbound.services[0].loadBalancer.policy).toBe('LEAST_REQUEST');
   });
 

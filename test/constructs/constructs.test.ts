@@ -179,7 +179,7 @@ describe('traffic constructs', () => {
     expect(route.retries).toEqual({
       attempts: 3, perTryTimeoutMs: 2000, retryOn: ['5xx', 'reset', 'connect-failure'], retriableStatusCodes: [],
       backoff: { baseIntervalMs: 50, maxIntervalMs: 1000 }, budget: { percent: 25, minRetriesPerSecond: 5 },
-      retryNonIdempotent: false, maxBufferedBodyBytes: 65536,
+      idempotentOnly: false, maxBufferedBodyBytes: 65536,
     });
   });
 

@@ -20,7 +20,7 @@ beforeAll(async () => {
         routes: [{
           name: 'default', destinations: [{ subset: 'v1', weight: 100 }],
           // One try in five fails, so retries add 25% to the requests: the budget allows 50%.
-          retries: { attempts: 2, retryOn: ['5xx'], retryNonIdempotent: true, backoff: { baseIntervalMs: 5, maxIntervalMs: 20 }, budget: { percent: 50, minRetriesPerSecond: 10 } },
+          retries: { attempts: 2, retryOn: ['5xx'], backoff: { baseIntervalMs: 5, maxIntervalMs: 20 }, budget: { percent: 50, minRetriesPerSecond: 10 } },
         }],
       }),
       outboundService('ejecting', ['v1'], {

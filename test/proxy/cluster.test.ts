@@ -53,7 +53,7 @@ describe('clusters', () => {
         loadBalancer: { policy: 'ROUND_ROBIN' },
         outlierDetection: { consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 30000, maxEjectionPercent: 50 },
       }),
-      svc('capped', [subset('v1', [failing])], { outlierDetection: { consecutive5xxErrors: 1, baseEjectionTimeMs: 30000, maxEjectionPercent: 10 } }),
+      svc('capped', [subset('v1', [failing])], { outlierDetection: { consecutive5xxErrors: 1, baseEjectionTimeMs: 30000, maxEjectionPercent: 0 } }),
       svc('allout', [subset('v1', [failing])], { outlierDetection: { consecutive5xxErrors: 1, baseEjectionTimeMs: 30000, maxEjectionPercent: 100 } }),
       svc('peer', [subset('v1', [peer.port])]),
       svc('peer-capped', [subset('v1', [cappedPeer.port])], { connectionPool: { maxRequestsPerConnection: 2 } }),
@@ -120,7 +120,7 @@ describe('clusters', () => {
     expect(eps.find((e) => e.address.endsWith(`:${b.sidecar.ports.inbound}`))).toMatchObject({ ejected: false });
   });
 
-  test('maxEjectionPercent is honoured: a single endpoint at 10% is never ejected', async () => {
+  test('maxEjectionPercent 0 turns ejection off: a failing endpoint keeps being called', async () => {
     for (let i = 0; i < 5; i++) {
       const r = await callOutbound(order, 'capped', '/x');
       expect(r.status).toBe(503);

@@ -82,7 +82,7 @@ describe('HTTP/2 and gRPC', () => {
       {
         name: 'payment', namespace: 'shop', hosts: ['payment'], port: 8080, protocol: 'grpc',
         subsets: [subset('v1', [payment.ports.inbound])],
-        routes: [{ name: 'all', destinations: to, retries: { attempts: 3, retryOn: ['unavailable'], retryNonIdempotent: true, backoff: { baseIntervalMs: 5, maxIntervalMs: 10 } } }],
+        routes: [{ name: 'all', destinations: to, retries: { attempts: 3, retryOn: ['unavailable'], backoff: { baseIntervalMs: 5, maxIntervalMs: 10 } } }],
       },
       { name: 'peer', namespace: 'shop', hosts: ['peer'], port: 8080, protocol: 'grpc', subsets: [subset('v1', [(peer.address() as AddressInfo).port])], routes: [{ name: 'all', destinations: to }] },
     ] as never)).sidecar;

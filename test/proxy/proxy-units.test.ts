@@ -26,7 +26,7 @@ function routes(input: unknown[]): Route[] {
 }
 
 function policy(p: Partial<RetryPolicyConfig>): RetryPolicyConfig {
-  return { attempts: 2, perTryTimeoutMs: 0, retryOn: ['5xx'], retriableStatusCodes: [], backoff: { baseIntervalMs: 10, maxIntervalMs: 100 }, budget: { percent: 20, minRetriesPerSecond: 10 }, retryNonIdempotent: false, maxBufferedBodyBytes: 65536, ...p };
+  return { attempts: 2, perTryTimeoutMs: 0, retryOn: ['5xx'], retriableStatusCodes: [], backoff: { baseIntervalMs: 10, maxIntervalMs: 100 }, budget: { percent: 20, minRetriesPerSecond: 10 }, idempotentOnly: false, maxBufferedBodyBytes: 65536, ...p };
 }
 
 describe('routing', () => {
@@ -91,10 +91,11 @@ describe('retry decisions', () => {
     expect(codes({ kind: 'response', status: 400 })).toBe(false);
   });
 
-  test('idempotency', () => {
+  test('every method is retriable unless the policy is idempotentOnly', () => {
     expect(methodRetriable('GET', policy({}))).toBe(true);
-    expect(methodRetriable('POST', policy({}))).toBe(false);
-    expect(methodRetriable('PATCH', policy({ retryNonIdempotent: true }))).toBe(true);
+    expect(methodRetriable('POST', policy({}))).toBe(true);
+    expect(methodRetriable('PATCH', policy({ idempotentOnly: true }))).toBe(false);
+    expect(methodRetriable('PUT', policy({ idempotentOnly: true }))).toBe(true);
   });
 
   test('backoff is full jitter under min(max, base * 2^(n-1))', () => {

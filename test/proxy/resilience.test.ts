@@ -1,9 +1,13 @@
 /**
- * Timeouts, retries (conditions, backoff, budget, idempotency, body size), gRPC-status
- * retry conditions and failure responses, through real sidecars to a controllable app.
+ * Timeouts, retries (conditions, backoff, budget, any method or idempotentOnly, body size and
+ * replay), gRPC-status retry conditions, failure responses and outlier ejection of a small
+ * service, through real sidecars to controllable apps, observed as a caller and an operator
+ * would: statuses, bodies the apps received, and the sidecar's admin /metrics and /clusters.
  */
 import type * as http from 'node:http';
-import { callOutbound, cleanup, REFUSING_ENDPOINT, ServerInstance, SidecarProcess, startClientSidecar, startServerInstance, subset, tempDir, TestPki } from './harness';
+import { request } from 'undici';
+import { parsePrometheusText } from '../../src/local/prometheus-text';
+import { callOutbound, cleanup, freePort, ORDER_ID, REFUSING_ENDPOINT, ServerInstance, sidecarPorts, SidecarProcess, startServerInstance, startSidecar, subset, tempDir, TestPki, workloadConfig } from './harness';
 
 jest.setTimeout(40_000);
 afterAll(cleanup);
@@ -13,6 +17,11 @@ const hits = new Map<string, number>();
 
 function controllableApp(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): void {
   const parts = (req.url ?? '/').split('?')[0].split('/').filter(Boolean);
+  if (parts.length === 1 && parts[0] === 'process') {
+    // The seed's POST /process: echo what arrived, so a test sees a replayed body whole.
+    res.end(`processed ${body.toString()}`);
+    return;
+  }
   // parts[0] is the route prefix used by the client sidecar (r5, nr, t, ...); parts[1] the behaviour.
   const [, kind, a, b] = parts;
   const key = `${parts[0]}/${a}`;
@@ -55,14 +64,43 @@ function controllableApp(req: http.IncomingMessage, res: http.ServerResponse, bo
   }
 }
 
+/** Bodies the broken replica received, by path. */
+const brokenBodies: Array<{ path: string; body: string }> = [];
+
+/** A replica that answers every request with 503, as the seed's broken payment replica does. */
+function brokenApp(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): void {
+  brokenBodies.push({ path: req.url ?? '', body: body.toString() });
+  res.writeHead(503, { 'x-replica': 'broken' });
+  res.end('broken replica');
+}
+
+/** Sums a metric of a sidecar's admin /metrics over the samples whose labels include `match`. */
+async function metricSum(p: SidecarProcess, name: string, match: Record<string, string> = {}): Promise<number> {
+  const r = await request(`${p.url('admin')}/metrics`);
+  return parsePrometheusText(await r.body.text())
+    .filter((m) => m.name === name && Object.entries(match).every(([k, v]) => m.labels[k] === v))
+    .reduce((sum, m) => sum + m.value, 0);
+}
+
+interface ClusterEndpoint { address: string; ejected: boolean; timesEjected: number }
+
+/** The endpoints of a service's only subset, from the sidecar's admin /clusters. */
+async function endpointsOf(p: SidecarProcess, service: string): Promise<ClusterEndpoint[]> {
+  const r = await request(`${p.url('admin')}/clusters`);
+  const body = (await r.body.json()) as { services: Array<{ name: string; subsets: Array<{ endpoints: ClusterEndpoint[] }> }> };
+  return body.services.find((s) => s.name === service)!.subsets[0].endpoints;
+}
+
 describe('resilience', () => {
   let server: ServerInstance;
+  let broken: ServerInstance;
   let order: SidecarProcess;
 
   beforeAll(async () => {
     const dir = tempDir();
     const pki = await TestPki.create(dir);
     server = await startServerInstance(dir, pki, 'payment', controllableApp);
+    broken = await startServerInstance(dir, pki, 'payment-broken', brokenApp);
     const backoff = { baseIntervalMs: 5, maxIntervalMs: 20 };
     const to = [{ subset: 'v1', weight: 100 }];
     const route = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ name, match: [{ path: { prefix: `/${name}/` } }], destinations: to, ...extra });
@@ -78,7 +116,8 @@ describe('resilience', () => {
         route('nr'),
         route('t', { timeoutMs: 300 }),
         route('pt', { timeoutMs: 3000, retries: { attempts: 2, perTryTimeoutMs: 250, retryOn: ['5xx'], backoff } }),
-        route('post', { retries: { attempts: 3, retryOn: ['5xx'], retryNonIdempotent: true, maxBufferedBodyBytes: 1024, backoff } }),
+        route('post', { retries: { attempts: 3, retryOn: ['5xx'], maxBufferedBodyBytes: 1024, backoff } }),
+        route('idem', { retries: { attempts: 3, retryOn: ['5xx'], idempotentOnly: true, backoff } }),
         route('grpc', { retries: { attempts: 3, retryOn: ['unavailable'], backoff } }),
         route('codes', { retries: { attempts: 2, retryOn: ['retriable-status-codes'], retriableStatusCodes: [418], backoff } }),
         route('budget', { retries: { attempts: 5, retryOn: ['5xx'], backoff, budget: { percent: 0, minRetriesPerSecond: 2 } } }),
@@ -107,8 +146,31 @@ describe('resilience', () => {
       port: 8080,
       subsets: [{ name: 'v1', identity: 'spiffe://cluster.local/ns/shop/sa/payment', discovery: { type: 'dns', hostname: 'localhost', port: server.sidecar.ports.inbound, refreshIntervalMs: 1000 } }],
       routes: [{ name: 'all', destinations: to }],
+    },
+    // Two replicas, one answering 503 to everything: the seed's payment-service. Round robin
+    // makes each first try deterministic; the seed's own retry policy (attempts 3, 5xx).
+    twoReplicas('pair', { retries: { attempts: 3, retryOn: ['5xx', 'reset', 'connect-failure'], backoff } }),
+    twoReplicas('pair-idem', { retries: { attempts: 3, retryOn: ['5xx'], idempotentOnly: true, backoff } }),
+    twoReplicas('pair-small', { retries: { attempts: 3, retryOn: ['5xx'], maxBufferedBodyBytes: 1024, backoff } }),
+    // No retries: the broken replica's 503s reach the caller until it is ejected.
+    {
+      ...twoReplicas('pair-eject'),
+      outlierDetection: { consecutive5xxErrors: 5, intervalMs: 30_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
     }];
-    order = (await startClientSidecar(dir, pki, services as never)).sidecar;
+    // Metrics on (the harness turns telemetry off): the tests read retries, ejections and
+    // response flags where an operator would, on the admin port.
+    const files = await pki.workload('order', ORDER_ID);
+    const config = workloadConfig({ name: 'order', identity: ORDER_ID, ports: await sidecarPorts(), tls: files, appPort: await freePort(), services: services as never });
+    order = await startSidecar(dir, 'order', { ...config, telemetry: { metrics: { enabled: true }, accessLog: { enabled: false } } });
+
+    function twoReplicas(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+      return {
+        name, namespace: 'shop', hosts: [name], port: 8080,
+        loadBalancer: { policy: 'ROUND_ROBIN' },
+        subsets: [subset('v1', [broken, server])],
+        routes: [{ name: 'all', destinations: to, ...extra }],
+      };
+    }
   });
 
   test('5xx is retried until success; the client sees only the success', async () => {
@@ -160,22 +222,89 @@ describe('resilience', () => {
     expect(r.body).toBe('upstream request timeout\n');
   });
 
-  test('POST is not retried by default, but is with retryNonIdempotent (body replayed)', async () => {
-    const noRetry = await callOutbound(order, 'payment', '/r5/flaky/p1/1', { method: 'POST', body: 'x' });
-    expect(noRetry.status).toBe(503);
-    const retried = await callOutbound(order, 'payment', '/post/flaky/p2/2', { method: 'POST', body: 'replay-me' });
-    expect(retried.status).toBe(200);
-    expect(retried.body).toBe('ok after 3 hits, body=replay-me');
+  test('POST is retried by default, its body replayed on each try', async () => {
+    const r = await callOutbound(order, 'payment', '/post/flaky/p2/2', { method: 'POST', body: 'replay-me' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('ok after 3 hits, body=replay-me');
   });
 
-  test('a body larger than maxBufferedBodyBytes is streamed and not retried', async () => {
+  test('idempotentOnly: a failed POST or PATCH is returned as is; GET and PUT are still retried', async () => {
+    const post = await callOutbound(order, 'payment', '/idem/flaky/i1/1', { method: 'POST', body: 'once' });
+    expect(post.status).toBe(503);
+    expect(hits.get('idem/i1')).toBe(1);
+    const patch = await callOutbound(order, 'payment', '/idem/flaky/i2/1', { method: 'PATCH', body: 'once' });
+    expect(patch.status).toBe(503);
+    expect(hits.get('idem/i2')).toBe(1);
+    expect((await callOutbound(order, 'payment', '/idem/flaky/i3/1')).status).toBe(200);
+    expect((await callOutbound(order, 'payment', '/idem/flaky/i4/1', { method: 'PUT', body: 'twice' })).body).toBe('ok after 2 hits, body=twice');
+  });
+
+  test('a body larger than maxBufferedBodyBytes is streamed and not retried, and the request says why (RBL)', async () => {
     const big = 'x'.repeat(4096);
+    const flaggedBefore = await metricSum(order, 'typemesh_requests_total', { destination_service: 'payment', response_flags: 'RBL' });
     const r = await callOutbound(order, 'payment', '/post/flaky/p3/1', { method: 'POST', body: big });
     expect(r.status).toBe(503);
     expect(hits.get('post/p3')).toBe(1);
+    expect(await metricSum(order, 'typemesh_requests_total', { destination_service: 'payment', response_flags: 'RBL' })).toBe(flaggedBefore + 1);
     const again = await callOutbound(order, 'payment', '/post/flaky/p3/1', { method: 'POST', body: big });
     expect(again.status).toBe(200);
     expect(again.body).toBe(`ok after 2 hits, body=${big}`);
+  });
+
+  test('seed: a 1 KiB JSON POST to two replicas, one answering 503, succeeds by retry; typemesh_retries_total counts it', async () => {
+    const retriesBefore = await metricSum(order, 'typemesh_retries_total', { destination_service: 'pair' });
+    const brokenBefore = brokenBodies.length;
+    const sent: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const body = JSON.stringify({ order: i, items: 'i'.repeat(1024) });
+      expect(Buffer.byteLength(body)).toBeGreaterThan(1024);
+      sent.push(body);
+      const r = await callOutbound(order, 'pair', `/process?i=${i}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(r.status).toBe(200);
+      // The healthy replica got the whole body, replayed after the broken replica's 503.
+      expect(r.body).toBe(`processed ${body}`);
+    }
+    const brokenSaw = brokenBodies.slice(brokenBefore);
+    expect(brokenSaw.length).toBeGreaterThanOrEqual(1);
+    for (const b of brokenSaw) expect(sent).toContain(b.body);
+    // Each 503 from the broken replica was retried once, on the healthy one.
+    expect(await metricSum(order, 'typemesh_retries_total', { destination_service: 'pair' })).toBe(retriesBefore + brokenSaw.length);
+  });
+
+  test('idempotentOnly: the same POST is not retried, the broken replica\'s 503 reaches the caller', async () => {
+    const brokenBefore = brokenBodies.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await callOutbound(order, 'pair-idem', `/process?i=${i}`, { method: 'POST', body: '{"order":1}' })).status);
+    }
+    const brokenHits = brokenBodies.length - brokenBefore;
+    expect(brokenHits).toBeGreaterThanOrEqual(1);
+    expect(statuses.filter((s) => s === 503).length).toBe(brokenHits);
+    expect(await metricSum(order, 'typemesh_retries_total', { destination_service: 'pair-idem' })).toBe(0);
+    // A GET on the same route is retried around the broken replica.
+    for (let i = 0; i < 4; i++) expect((await callOutbound(order, 'pair-idem', `/status?i=${i}`)).status).toBe(200);
+  });
+
+  test('a POST body over maxBufferedBodyBytes to the broken replica is not retried; flagged RBL', async () => {
+    const big = JSON.stringify({ items: 'x'.repeat(4096) });
+    const statuses: number[] = [];
+    for (let i = 0; i < 2; i++) statuses.push((await callOutbound(order, 'pair-small', `/process?i=${i}`, { method: 'POST', body: big })).status);
+    // Round robin: one of the two went to the broken replica first and could not be replayed.
+    expect(statuses.sort()).toEqual([200, 503]);
+    expect(await metricSum(order, 'typemesh_retries_total', { destination_service: 'pair-small' })).toBe(0);
+    expect(await metricSum(order, 'typemesh_requests_total', { destination_service: 'pair-small', response_flags: 'RBL' })).toBe(1);
+  });
+
+  test('outlier detection, maxEjectionPercent 10: a 2-replica service ejects its failing replica after 5 consecutive 5xx', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) statuses.push((await callOutbound(order, 'pair-eject', `/process?i=${i}`, { method: 'POST', body: '{}' })).status);
+    // Round robin: the broken replica answers every other request until its 5th 503, then it is out.
+    expect(statuses.filter((s) => s === 503).length).toBe(5);
+    expect(statuses.slice(10).every((s) => s === 200)).toBe(true);
+    const eps = await endpointsOf(order, 'pair-eject');
+    expect(eps.find((e) => e.address.endsWith(`:${broken.sidecar.ports.inbound}`))).toMatchObject({ ejected: true, timesEjected: 1 });
+    expect(eps.find((e) => e.address.endsWith(`:${server.sidecar.ports.inbound}`))).toMatchObject({ ejected: false });
+    expect(await metricSum(order, 'typemesh_outlier_ejections_total', { destination_service: 'pair-eject' })).toBe(1);
   });
 
   test('gRPC: grpc-status 14 (unavailable) is retried; 5 (not found) is not', async () => {

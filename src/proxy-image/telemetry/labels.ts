@@ -19,9 +19,13 @@ export const SOURCE_HEADER = 'x-typemesh-source';
 // A SPIFFE ID longer than this is not something our CA issued; refusing it keeps labels short.
 const MAX_PRINCIPAL_LENGTH = 256;
 
-/** Envoy response flags the proxy may report; anything else is dropped from the label. */
+/**
+ * Envoy response flags the proxy may report, plus TypeMesh's RBL (a retriable failure not
+ * retried because the request body was over the retry buffer limit); anything else is dropped from the label.
+ */
 const KNOWN_RESPONSE_FLAGS = new Set([
   'UO', 'UT', 'URX', 'UF', 'UH', 'UC', 'UR', 'LR', 'DC', 'DI', 'FI', 'NR', 'RL', 'RLSE', 'UAEX', 'RBAC', 'DPE', 'UPE', 'SI', 'IH', 'OM', 'DF', 'DO',
+  'RBL',
 ]);
 
 /** A workload, namespace or version label: a DNS-1123 label, or 'unknown'. */
