@@ -86,9 +86,16 @@ export const RetryPolicySchema = z.strictObject({
     percent: percentage.default(20),
     minRetriesPerSecond: z.number().int().min(0).default(10),
   }).default({ percent: 20, minRetriesPerSecond: 10 }),
-  /** Retry non-idempotent methods (POST, PATCH) too. */
-  retryNonIdempotent: z.boolean().default(false),
-  /** Largest request body buffered so that it can be replayed; larger bodies are not retried. */
+  /**
+   * Retry only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE). Off by default:
+   * retryOn applies to a route's requests whatever the method, as in Envoy and Istio. Set it
+   * when a retried POST or PATCH could do its work twice (no idempotency keys upstream).
+   */
+  idempotentOnly: z.boolean().default(false),
+  /**
+   * Largest request body buffered so that it can be replayed (Envoy's per_request_buffer_limit
+   * is of this size); a larger body is streamed, and its request is not retried (flag RBL).
+   */
   maxBufferedBodyBytes: z.number().int().min(0).default(65536),
 });
 
@@ -182,6 +189,11 @@ export const OutboundServiceSchema = z.strictObject({
     consecutiveGatewayErrors: z.number().int().min(0).default(0),
     intervalMs: positiveDurationMs.default(10000),
     baseEjectionTimeMs: positiveDurationMs.default(30000),
+    /**
+     * Caps ejections per subset as in Envoy: an endpoint is ejected only while fewer than this
+     * percentage of the subset's endpoints are ejected, so one endpoint can always be ejected
+     * (unless 0) and the cap applies beyond it.
+     */
     maxEjectionPercent: percentage.default(10),
   }).optional(),
 });
@@ -276,7 +288,17 @@ export const SidecarConfigSchema = z.strictObject({
   }),
   /** Where the listeners bind. Local mode gives each instance its own 127.x address. */
   listeners: z.strictObject({
+    /**
+     * The inbound and admin listeners' address. '0.0.0.0' (or '::') means every address of
+     * both families: they listen on 0.0.0.0 and, where the pod has IPv6, on '::' too.
+     */
     bindAddress: z.string().default('0.0.0.0'),
+    /**
+     * The outbound listener's address: always loopback, so nothing outside the pod can use it
+     * as a proxy (intercepted traffic is redirected to loopback). Unset: bindAddress when that
+     * is a loopback address (the local runner's 127.x per instance), else 127.0.0.1 and ::1.
+     */
+    outboundBindAddress: z.string().refine(isLoopbackAddress, 'must be a loopback address (127.0.0.0/8 or ::1): the outbound listener must not be reachable from outside the pod').optional(),
     outboundPort: port.default(15001),
     inboundPort: port.default(15006),
     adminPort: port.default(15020),
@@ -294,6 +316,12 @@ export const SidecarConfigSchema = z.strictObject({
     authorization: z.strictObject({
       rules: z.array(AuthorizationRuleSchema).default([]),
     }).default({ rules: [] }),
+    /**
+     * The app's HTTP probes (the constructs rewrite the pod's probes to the admin port): the
+     * admin port's /app-health/<portName>/<kind> GETs exactly this path on that app port, and
+     * answers 404 for a probe not listed here, so the admin port reaches no other app path.
+     */
+    probes: z.array(AppProbeSchema).default([]),
     pathNormalization: z.strictObject({
       mergeSlashes: z.boolean().default(true),
       /** Refuse %2F, %5C and backslashes (the class of Istio's CVE-2021-31920). */
@@ -357,6 +385,15 @@ export const SidecarConfigSchema = z.strictObject({
     });
   });
   if (cfg.gateway) checkGateway(cfg, cfg.gateway, ctx);
+  const probeKeys = new Set<string>();
+  cfg.inbound.probes.forEach((probe, pi) => {
+    if (!cfg.workload.appPorts.some((p) => p.name === probe.portName)) {
+      ctx.addIssue({ code: 'custom', path: ['inbound', 'probes', pi, 'portName'], message: `unknown app port "${probe.portName}" (known: ${cfg.workload.appPorts.map((p) => p.name).join(', ')})` });
+    }
+    const key = `${probe.portName}/${probe.kind}`;
+    if (probeKeys.has(key)) ctx.addIssue({ code: 'custom', path: ['inbound', 'probes', pi], message: `a second ${probe.kind} probe for port "${probe.portName}": each port has at most one of each kind` });
+    probeKeys.add(key);
+  });
   if (cfg.telemetry.tracing.enabled && !cfg.telemetry.tracing.collector) {
     ctx.addIssue({ code: 'custom', path: ['telemetry', 'tracing', 'collector'], message: 'tracing is enabled but no collector is set' });
   }
@@ -399,6 +436,30 @@ export type Route = OutboundService['routes'][number];
 export type Subset = OutboundService['subsets'][number];
 /** A retry policy, validated. */
 export type RetryPolicyConfig = NonNullable<Route['retries']>;
+/** The listeners section, validated. */
+export type ListenersConfig = SidecarConfig['listeners'];
+/** An app probe, validated. */
+export type AppProbeConfig = z.output<typeof AppProbeSchema>;
+
+/**
+ * The addresses the inbound and admin listeners bind. A wildcard means both families: IPv6
+ * ('::', IPv6 only) is listened on too, so IPv6 redirected to the inbound port has a listener.
+ */
+export function inboundListenAddresses(l: Pick<ListenersConfig, 'bindAddress'>): string[] {
+  return l.bindAddress === '0.0.0.0' || l.bindAddress === '::' ? ['0.0.0.0', '::'] : [l.bindAddress];
+}
+
+/**
+ * The addresses the outbound listener binds, always loopback: outboundBindAddress, else
+ * bindAddress when it is loopback, else 127.0.0.1 and ::1 (where REDIRECT in the nat OUTPUT
+ * chain sends the app's IPv4 and IPv6 connections).
+ */
+export function outboundListenAddresses(l: Pick<ListenersConfig, 'bindAddress' | 'outboundBindAddress'>): string[] {
+  if (l.outboundBindAddress !== undefined) return [l.outboundBindAddress];
+  if (isLoopbackAddress(l.bindAddress)) return [l.bindAddress];
+  return ['127.0.0.1', '::1'];
+}
+
 /** An authorization rule, validated. */
 export type AuthorizationRule = z.output<typeof AuthorizationRuleSchema>;
 /** A route match, validated. */
