@@ -19,6 +19,7 @@ export type {
 } from './traffic-options';
 export * from './source';
 export * from './mesh-service';
+export * from './mesh-gateway';
 export * from './traffic-split';
 export * from './timeout';
 export * from './retry-policy';

@@ -16,6 +16,7 @@ import { ContainerResources, Mesh } from './mesh';
 import {
   AppProbe, podSpec, SIDECAR_ADMIN_PORT_NAME, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarPorts,
 } from './sidecar-injection';
+import type { MeshGateway } from './mesh-gateway';
 import { Source } from './source';
 import { MeshServiceTelemetry, ResolvedTelemetry, resolveServiceTelemetry } from './telemetry';
 import {
@@ -347,16 +348,17 @@ export class MeshService extends Construct {
   /**
    * Allows `source` to call this service (optionally only some methods, paths and headers).
    * Once any allow rule exists, every request that no allow rule matches is denied. When the
-   * source is a MeshService, it also declares `source.callsTo(this)`.
+   * source is a MeshService, it also declares `source.callsTo(this)`; a {@link MeshGateway}
+   * is admitted by its own SPIFFE identity.
    */
-  public allowFrom(source: MeshService | Source, conditions: RequestConditions = {}): this {
+  public allowFrom(source: MeshService | MeshGateway | Source, conditions: RequestConditions = {}): this {
     this._addRule(this, 'ALLOW', [toSource(source)], conditions);
     if (source instanceof MeshService) source.callsTo(this);
     return this;
   }
 
   /** Denies `source` (optionally only some methods, paths and headers); deny rules win over allow rules. */
-  public denyFrom(source: MeshService | Source, conditions: RequestConditions = {}): this {
+  public denyFrom(source: MeshService | MeshGateway | Source, conditions: RequestConditions = {}): this {
     this._addRule(this, 'DENY', [toSource(source)], conditions);
     return this;
   }
@@ -838,8 +840,10 @@ export class MeshService extends Construct {
   }
 }
 
-function toSource(source: MeshService | Source): Source {
-  return source instanceof MeshService ? Source.service(source) : source;
+function toSource(source: MeshService | MeshGateway | Source): Source {
+  if (source instanceof MeshService) return Source.service(source);
+  // A MeshGateway (imported as a type only: mesh-gateway.ts imports this file).
+  return source instanceof Source ? source : source.source;
 }
 
 function seconds(c: IConstruct, prop: string, d: Duration, min: number): number {

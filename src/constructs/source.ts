@@ -18,6 +18,11 @@ export class Source {
     return new Source({ kind: 'principal', principal: spiffeId });
   }
 
+  /** @internal A principal with a readable name for rule names (a MeshGateway). */
+  public static _principalNamed(spiffeId: string, name: string): Source {
+    return new Source({ kind: 'principal', principal: spiffeId, name });
+  }
+
   /** Any peer that presented a mesh certificate. */
   public static anyAuthenticated(): Source {
     return new Source({ kind: 'any' });
@@ -33,7 +38,7 @@ export class Source {
     public readonly _spec:
     | { kind: 'service'; service: MeshService }
     | { kind: 'namespace'; namespace: string }
-    | { kind: 'principal'; principal: string }
+    | { kind: 'principal'; principal: string; name?: string }
     | { kind: 'any' },
   ) {}
 
@@ -43,7 +48,7 @@ export class Source {
     switch (s.kind) {
       case 'service': return s.service.serviceName;
       case 'namespace': return `ns-${s.namespace}`;
-      case 'principal': return 'principal';
+      case 'principal': return s.name ?? 'principal';
       case 'any': return 'any';
     }
   }

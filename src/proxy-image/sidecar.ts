@@ -12,6 +12,7 @@ import * as tls from 'node:tls';
 import { parseSidecarConfigText, SidecarConfig } from '../config';
 import { adminHandler } from './admin';
 import { FileWatcher } from './file-watch';
+import { GatewayListeners } from './gateway';
 import { WorkloadIdentity } from './identity';
 import { InboundProxy } from './inbound';
 import { nativeHttpParser } from './http1/llhttp';
@@ -108,6 +109,8 @@ export class Sidecar {
   private readonly inboundHttp: http.Server;
   private readonly adminServer: http.Server;
   private readonly outbound: OutboundProxy;
+  /** A MeshGateway's outside-facing listeners (config.gateway); a sidecar has none. */
+  private readonly gateway?: GatewayListeners;
   private readonly configWatcher: FileWatcher;
   private lastConfigText?: string;
   private inFlight = 0;
@@ -147,6 +150,9 @@ export class Sidecar {
     });
     this.outboundH2 = this.h2Server(this.outbound.handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
     this.outboundFront = net.createServer({ noDelay: true }, (socket) => this.acceptOutbound(socket));
+    if (opts.config.gateway) {
+      this.gateway = new GatewayListeners(opts.config.gateway, { config: () => this.state.config, httpServer: (h) => this.httpServer(h), forward: this.outbound.handle });
+    }
 
     // Inbound: a TCP front that routes each connection to TLS or (PERMISSIVE) plaintext HTTP.
     const inbound = new InboundProxy({ state: getState, observer: this.observer, ownIdentity: () => identity.current.spiffeId, track });
@@ -363,6 +369,7 @@ export class Sidecar {
     await listenOn(this.adminServer, l.adminPort);
     await listenOn(this.inboundFront, l.inboundPort);
     await listenOn(this.outboundFront, l.outboundPort);
+    await this.gateway?.listen();
     if (this.lastConfigText === undefined) this.lastConfigText = await readFile(this.opts.configFile, 'utf8').catch(() => undefined);
     await this.configWatcher.prime();
     // The admin port answers /healthz/ready as soon as it listens, so the file may have been
@@ -402,6 +409,9 @@ export class Sidecar {
       const l = config.listeners;
       if (l.bindAddress !== old.bindAddress || l.inboundPort !== old.inboundPort || l.outboundPort !== old.outboundPort || l.adminPort !== old.adminPort) {
         throw new Error('listeners cannot change without a restart (bindAddress, outboundPort, inboundPort, adminPort differ from the running ones)');
+      }
+      if (JSON.stringify(gatewayListeners(config)) !== JSON.stringify(gatewayListeners(this.state.config))) {
+        throw new Error('gateway listeners cannot change without a restart (gateway.bindAddress or gateway.listeners differ from the running ones)');
       }
       await this.identity.setFiles(config.tls);
       const { state, retired, retiredAppPool } = buildState(config, { identity: this.identity, observer: this.observer }, this.state);
@@ -444,6 +454,7 @@ export class Sidecar {
     this.identity.close();
     this.outboundFront.close();
     this.inboundFront.close();
+    this.gateway?.close();
     for (const session of this.h2Sessions) session.close(); // GOAWAY: streams in flight finish
     for (const [socket, active] of this.downstream) if (active === 0) socket.end();
     if (this.inFlight > 0) {
@@ -467,4 +478,9 @@ export class Sidecar {
     await new Promise<void>((resolve) => this.adminServer.close(() => resolve()));
     log('info', 'drained', { abandonedRequests: abandoned });
   }
+}
+
+/** The parts of the gateway section that a reload cannot change (its routes can). */
+function gatewayListeners(config: SidecarConfig): unknown {
+  return config.gateway ? [config.gateway.bindAddress, config.gateway.listeners] : undefined;
 }
