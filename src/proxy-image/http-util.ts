@@ -12,14 +12,18 @@ export const HOP_BY_HOP = new Set([
   ':method', ':path', ':authority', ':scheme', ':status', ':protocol',
 ]);
 
-/** Copies headers without hop-by-hop ones (including those the Connection header names), and without `skip` when given. */
-export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, skip?: string): Record<string, string | string[]> {
+/**
+ * Copies headers without hop-by-hop ones (including those the Connection header names), without
+ * `skip` when given, and, with `dropUnderscores`, without names containing `_`.
+ */
+export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, skip?: string, dropUnderscores = false): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const conn = headers.connection;
   const named = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
   for (const name in headers) {
     const v = headers[name];
     if (v === undefined || name === skip || (named && named.has(name))) continue;
+    if (dropUnderscores && name.includes('_')) continue;
     if (HOP_BY_HOP.has(name)) {
       // "te: trailers" is end-to-end in practice: gRPC servers require it.
       if (name === 'te' && v === 'trailers') out.te = v;
@@ -38,12 +42,15 @@ export const SOURCE_HEADER = 'x-typemesh-source';
 
 /**
  * Copies request headers for forwarding (as {@link forwardableHeaders}) without the
- * mesh-internal x-typemesh-source, and, when `replacesB3` is true (the observer sets its own
+ * mesh-internal x-typemesh-source, without header names containing `_` (Envoy's
+ * `headers_with_underscores_action: DROP_HEADER`, nginx's default: CGI/WSGI apps read `x_debug`
+ * and `x-debug` both as `HTTP_X_DEBUG`, so an underscore name would slip past a rule on the
+ * dashed one), and, when `replacesB3` is true (the observer sets its own
  * b3 context), without x-b3-parentspanid and x-b3-flags: the observer does not set those, so
  * the app's would describe a different span than the x-b3-spanid sent with them.
  */
 export function forwardableRequestHeaders(headers: IncomingHttpHeaders, replacesB3: boolean): Record<string, string | string[]> {
-  const out = forwardableHeaders(headers, SOURCE_HEADER);
+  const out = forwardableHeaders(headers, SOURCE_HEADER, true);
   if (replacesB3) {
     // Rare in practice (an app seldom sends them): delete only when present.
     if (out['x-b3-parentspanid'] !== undefined) delete out['x-b3-parentspanid'];

@@ -68,6 +68,50 @@ export function appHeaders(req: IncomingMessage, principal: string | undefined, 
   return headers;
 }
 
+/**
+ * How the observer should treat the connection. Only 'mutual_tls' makes it trust
+ * x-typemesh-source: a plaintext (PERMISSIVE) client cannot forge its source workload.
+ */
+export function connectionSecurityOf(req: IncomingMessage, principal: string | undefined): 'mutual_tls' | 'none' {
+  return principal || (req.socket as TLSSocket).encrypted ? 'mutual_tls' : 'none';
+}
+
+/** The inbound checks and the request's observation, shared by the HTTP and Upgrade paths. */
+export interface InboundStart {
+  readonly admission: InboundAdmission;
+  readonly principal?: string;
+  readonly obs: RequestObservation;
+}
+
+/** Admits the request (path normalization, authorization) and starts its observation. */
+export function startInbound(state: ProxyState, observer: ProxyObserver, req: IncomingMessage): InboundStart {
+  const admission = admit(state, req);
+  const principal = peerPrincipal(req.socket);
+  const obs = observer.requestStarted({
+    direction: 'inbound',
+    method: req.method ?? 'GET',
+    authority: req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '',
+    path: admission.ok ? admission.path : req.url ?? '',
+    headers: req.headers,
+    sourcePrincipal: principal,
+    connectionSecurity: connectionSecurityOf(req, principal),
+    // HTTP/2: the compat layer's req.socket stands for the session's socket. TLS accepted in
+    // PERMISSIVE mode runs over a stream wrapper; sidecar.ts copies the raw socket's address onto it.
+    peerAddress: req.socket.remoteAddress,
+  });
+  return { admission, principal, obs };
+}
+
+/**
+ * The one header-hygiene and identity step of every inbound request (HTTP and Upgrade alike):
+ * {@link appHeaders} plus the observer's propagation headers.
+ */
+export function inboundForwardHeaders(req: IncomingMessage, principal: string | undefined, ownId: string | undefined, obs: RequestObservation): Record<string, string | string[]> {
+  const headers = appHeaders(req, principal, ownId, setsB3(obs.propagationHeaders));
+  for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+  return headers;
+}
+
 /** The inbound request handler. */
 export class InboundProxy {
   constructor(private readonly deps: InboundDeps) {}
@@ -76,22 +120,7 @@ export class InboundProxy {
     this.deps.track(1);
     res.once('close', () => this.deps.track(-1));
     const state = this.deps.state();
-    const admission = admit(state, req);
-    const principal = peerPrincipal(req.socket);
-    const obs = this.deps.observer.requestStarted({
-      direction: 'inbound',
-      method: req.method ?? 'GET',
-      authority: req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '',
-      path: admission.ok ? admission.path : req.url ?? '',
-      headers: req.headers,
-      sourcePrincipal: principal,
-      // Only 'mutual_tls' makes the observer trust x-typemesh-source: a plaintext (PERMISSIVE)
-      // client cannot forge its source workload.
-      connectionSecurity: principal || (req.socket as TLSSocket).encrypted ? 'mutual_tls' : 'none',
-      // HTTP/2: the compat layer's req.socket stands for the session's socket. TLS accepted in
-      // PERMISSIVE mode runs over a stream wrapper; sidecar.ts copies the raw socket's address onto it.
-      peerAddress: req.socket.remoteAddress,
-    });
+    const { admission, principal, obs } = startInbound(state, this.deps.observer, req);
     if (!admission.ok) {
       finishError(res, obs, admission.status, admission.body, admission.flag);
       return;
@@ -100,8 +129,7 @@ export class InboundProxy {
   };
 
   private async forward(state: ProxyState, req: IncomingMessage, res: ServerResponse, path: string, principal: string | undefined, obs: RequestObservation): Promise<void> {
-    const headers = appHeaders(req, principal, this.deps.ownIdentity(), setsB3(obs.propagationHeaders));
-    for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+    const headers = inboundForwardHeaders(req, principal, this.deps.ownIdentity(), obs);
     const cancel = new Canceller();
     const onClose = (): void => {
       if (!res.writableEnded) cancel.cancel(new Error('client closed the connection'));

@@ -5,7 +5,10 @@
  * mirroring, timeouts, retries, circuit breaking and outlier detection. Hosts outside the
  * mesh pass through to their own address when config.outbound.passthrough is on.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Pool } from 'undici';
 import { loadUndici } from './undici-loader';
@@ -37,6 +40,99 @@ export function requestTarget(req: IncomingMessage): RequestTarget | undefined {
   if (!m) return undefined;
   const path = m[2] === '' ? '/' : m[2].startsWith('?') ? '/' + m[2] : m[2];
   return { authority: m[1], path };
+}
+
+/**
+ * Hop marker of passthrough requests: each sidecar appends its own random token when it sends
+ * a request to a host outside the mesh, and refuses (508) a request from the app that already
+ * carries its token. Address checks ({@link selfTarget}) cannot see every road back to this
+ * sidecar (a DNS name, a NAT, a forwarder); a request that comes back carries the token.
+ */
+export const LOOP_HEADER = 'x-typemesh-loop';
+const LOOP_TOKEN = randomBytes(8).toString('hex');
+/** More passthrough hops than this is a loop through several sidecars. */
+const MAX_PASSTHROUGH_HOPS = 8;
+
+/** Why a request from the app must not be sent on, when its hop marker says it looped. */
+export function loopRefusal(req: IncomingMessage): string | undefined {
+  const v = req.headers[LOOP_HEADER];
+  if (v === undefined) return undefined;
+  const hops = (Array.isArray(v) ? v.join(',') : v).split(',');
+  if (hops.length > MAX_PASSTHROUGH_HOPS) return `loop detected: the request passed through ${hops.length} sidecars`;
+  for (const h of hops) if (h.trim() === LOOP_TOKEN) return 'loop detected: the request came back to the sidecar that passed it through';
+  return undefined;
+}
+
+/**
+ * The one header-hygiene step of every outbound request (HTTP and Upgrade, mesh service and
+ * passthrough alike): hop-by-hop headers, the app's x-typemesh-source, header names with
+ * underscores and stale b3 headers dropped, the observer's propagation headers added; a
+ * passthrough request also gets this sidecar's hop marker.
+ */
+export function outboundForwardHeaders(req: IncomingMessage, obs: RequestObservation, passthrough: boolean): Record<string, string | string[]> {
+  const headers = forwardableRequestHeaders(req.headers, setsB3(obs.propagationHeaders));
+  for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+  if (passthrough) {
+    const prev = headers[LOOP_HEADER];
+    headers[LOOP_HEADER] = prev === undefined ? LOOP_TOKEN : `${Array.isArray(prev) ? prev.join(',') : prev},${LOOP_TOKEN}`;
+  }
+  return headers;
+}
+
+/**
+ * The canonical address of a host as a socket would connect to it: `new URL` applies the WHATWG
+ * IPv4 parser (so `2130706433`, `127.1`, `0x7f.0.0.1` all become `127.0.0.1`), lower-cases
+ * names, and IPv4-mapped IPv6 (`[::ffff:127.0.0.1]`) is mapped back to IPv4. Undefined when the
+ * authority cannot be parsed.
+ */
+export function canonicalAuthority(authority: string): { host: string; port: number } | undefined {
+  let url: URL;
+  try {
+    url = new URL(`http://${authority}`);
+  } catch {
+    return undefined;
+  }
+  let host = url.hostname;
+  if (host.startsWith('[')) {
+    host = host.slice(1, -1);
+    const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+    if (m) {
+      const hi = parseInt(m[1], 16);
+      const lo = parseInt(m[2], 16);
+      host = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+    }
+  }
+  return { host, port: url.port === '' ? 80 : Number(url.port) };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+/**
+ * When a passthrough target is one of this sidecar's own listeners (outbound, inbound or admin
+ * port on an address that reaches them), the listener it would reach; else undefined.
+ */
+export function selfTarget(authority: string, state: ProxyState): string | undefined {
+  const l = state.config.listeners;
+  const target = canonicalAuthority(authority);
+  // An authority URL cannot parse is refused as if it were ours: it is never forwarded.
+  if (!target) return 'an unparseable authority';
+  const { host, port } = target;
+  const listener = port === l.outboundPort ? 'outbound' : port === l.inboundPort ? 'inbound' : port === l.adminPort ? 'admin' : undefined;
+  if (!listener) return undefined;
+  const bind = canonicalAuthority(l.bindAddress.includes(':') ? `[${l.bindAddress}]` : l.bindAddress)?.host ?? l.bindAddress;
+  const mine = (): boolean => {
+    // The unspecified address connects to the local host.
+    if (host === bind || host === '0.0.0.0' || host === '::') return true;
+    if (bind === '0.0.0.0' || bind === '::') {
+      if (isLoopback(host)) return true;
+      for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.address === host) return true;
+      return false;
+    }
+    return bind === '127.0.0.1' && (host === 'localhost' || host.endsWith('.localhost'));
+  };
+  return mine() ? `this sidecar's own ${listener} listener` : undefined;
 }
 
 /** Dependencies of the outbound handler. */
@@ -94,13 +190,19 @@ export class OutboundProxy {
       destinationService: entry?.config.name,
       connectionSecurity: entry ? 'mutual_tls' : 'none',
     });
+    const loop = loopRefusal(req);
+    if (loop) {
+      respond(res, obs, 508, loop, ['NR']);
+      return;
+    }
     if (!entry) {
       if (!state.config.outbound.passthrough) {
         respond(res, obs, 502, `no route to host "${host}": it is not a mesh service and outbound.passthrough is off`, ['NR']);
         return;
       }
-      if (this.isSelf(target.authority, state)) {
-        respond(res, obs, 508, `loop detected: "${target.authority}" is this sidecar's own outbound listener`, ['NR']);
+      const self = selfTarget(target.authority, state);
+      if (self) {
+        respond(res, obs, 508, `loop detected: "${target.authority}" is ${self}`, ['NR']);
         return;
       }
       void this.passthrough(req, res, target, obs);
@@ -136,8 +238,7 @@ export class OutboundProxy {
     }
 
     // The app's x-typemesh-source never leaves: only the observer states who we are.
-    const headers = forwardableRequestHeaders(req.headers, setsB3(obs.propagationHeaders));
-    for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+    const headers = outboundForwardHeaders(req, obs, false);
     if (route.requestHeaders) applyRewrite(headers, route.requestHeaders);
     if (!headers.host) headers.host = target.authority;
 
@@ -368,8 +469,7 @@ export class OutboundProxy {
       this.passthroughPools.set(origin, pool);
     }
     // Hosts outside the mesh never see x-typemesh-source, not even one the app wrote.
-    const headers = forwardableRequestHeaders(req.headers, setsB3(obs.propagationHeaders));
-    for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+    const headers = outboundForwardHeaders(req, obs, true);
     headers.host = target.authority;
     const cancel = new Canceller();
     const onClose = (): void => {
@@ -389,21 +489,6 @@ export class OutboundProxy {
     res.removeListener('close', onClose);
     const fakeRoute = { responseHeaders: undefined } as unknown as CompiledRoute;
     this.stream({ req, res, obs, route: fakeRoute, flags: [], requestBytes: 0 } as unknown as TryContext, response, () => undefined, { retries: 0, upstreamHost: target.authority });
-  }
-
-  /** True when a passthrough target is this sidecar's own outbound listener (which would loop forever). */
-  private isSelf(authority: string, state: ProxyState): boolean {
-    const l = state.config.listeners;
-    const colon = authority.lastIndexOf(':');
-    const port = colon > 0 && !authority.endsWith(']') ? Number(authority.slice(colon + 1)) : 80;
-    if (port !== l.outboundPort) return false;
-    const host = hostWithoutPort(authority);
-    const bind = l.bindAddress;
-    if (host === bind) return true;
-    // Bound to every address: any loopback name reaches us. Bound to one 127.x address (local
-    // mode gives each instance its own), other 127.x addresses are other sidecars.
-    if (bind === '0.0.0.0' || bind === '::') return host === 'localhost' || host === '0.0.0.0' || host === '[::1]' || host.startsWith('127.');
-    return host === 'localhost' && bind === '127.0.0.1';
   }
 
   /** Closes passthrough pools. */

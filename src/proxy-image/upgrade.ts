@@ -1,42 +1,30 @@
 /**
- * HTTP/1.1 Upgrade (WebSocket) pass-through. After the upgrade the connection is an opaque
- * byte stream, so the proxy only forwards the upgrade request (re-serialized, with the same
- * routing, identity and authorization checks as any request) and then pipes both directions.
+ * HTTP/1.1 Upgrade (WebSocket) pass-through. The upgrade request goes through the same
+ * routing, header hygiene, identity and authorization steps as any request (the functions the
+ * HTTP path uses), and the connection becomes an opaque byte stream only once the upstream has
+ * answered 101 Switching Protocols. Any other answer is relayed as an ordinary response and the
+ * connection is closed: bytes the client sent after the upgrade request are never forwarded
+ * unless the upstream switched protocols, so they cannot smuggle requests past authorization.
  */
-import type { IncomingMessage } from 'node:http';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { admit, appHeaders, peerPrincipal } from './inbound';
+import { inboundForwardHeaders, startInbound } from './inbound';
 import { log } from './log';
-import type { ProxyObserver } from './observer';
-import { requestTarget } from './outbound';
+import type { ProxyObserver, RequestObservation } from './observer';
+import { loopRefusal, outboundForwardHeaders, requestTarget, selfTarget } from './outbound';
 import { hostWithoutPort, selectRoute } from './routing';
 import type { ProxyState } from './state';
 import { mtlsConnector } from './upstream-connector';
-import { pathWithoutQuery } from './http-util';
+import { forwardableHeaders, pathWithoutQuery } from './http-util';
 import type { WorkloadIdentity } from './identity';
-
-const UPGRADE_HEADERS = new Set(['connection', 'upgrade']);
-
-function serializeHead(method: string, path: string, headers: Record<string, string | string[]>, upgrade: string): string {
-  let head = `${method} ${path} HTTP/1.1\r\n`;
-  for (const name in headers) {
-    if (UPGRADE_HEADERS.has(name)) continue;
-    const v = headers[name];
-    if (Array.isArray(v)) for (const x of v) head += `${name}: ${x}\r\n`;
-    else head += `${name}: ${v}\r\n`;
-  }
-  return head + `connection: Upgrade\r\nupgrade: ${upgrade}\r\n\r\n`;
-}
 
 function reject(socket: Duplex, status: number, reason: string, body: string): void {
   const buf = Buffer.from(body + '\n');
   socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${buf.length}\r\nconnection: close\r\n\r\n${buf}`);
 }
 
-function splice(client: Duplex, upstream: Duplex, head: Buffer, firstBytes: string): void {
-  upstream.write(firstBytes);
-  if (head.length) upstream.write(head);
+function splice(client: Duplex, upstream: Duplex): void {
   client.pipe(upstream);
   upstream.pipe(client);
   const destroyBoth = (): void => {
@@ -49,13 +37,143 @@ function splice(client: Duplex, upstream: Duplex, head: Buffer, firstBytes: stri
   upstream.on('close', () => client.destroy());
 }
 
-function rawHeaders(req: IncomingMessage): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const name in req.headers) {
-    const v = req.headers[name];
-    if (v !== undefined) out[name] = v;
+/** Serializes a response head for the client (raw header pairs, as the upstream sent them). */
+function responseHead(status: number, statusMessage: string, headers: Record<string, string | string[]>): string {
+  let head = `HTTP/1.1 ${status} ${statusMessage.replace(/[\r\n]/g, '')}\r\n`;
+  for (const name in headers) {
+    const v = headers[name];
+    for (const x of Array.isArray(v) ? v : [v]) head += `${name}: ${x}\r\n`;
   }
-  return out;
+  return head + '\r\n';
+}
+
+/**
+ * Why an upgrade request is refused before anything is sent upstream, or undefined. A body
+ * would have to be framed by the proxy before the switch (it cannot tell body from post-switch
+ * bytes), so an Upgrade request with a body is refused, as no WebSocket client sends one.
+ */
+function upgradeRefusal(req: http.IncomingMessage): string | undefined {
+  const cl = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0')) return 'bad request: an Upgrade request cannot carry a body';
+  return undefined;
+}
+
+/**
+ * The Upgrade tokens to send on. `h2c` is dropped (as Envoy does): after the switch every HTTP/2
+ * stream of the connection would reach the upstream unchecked. Without a token left, the
+ * request goes as an ordinary request (its response is relayed, then the connection closes).
+ */
+function upgradeTokens(req: http.IncomingMessage): string | undefined {
+  const tokens = String(req.headers.upgrade ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '' && t.toLowerCase() !== 'h2c');
+  return tokens.length ? tokens.join(', ') : undefined;
+}
+
+/** What one upgrade exchange needs. */
+interface UpgradeExchange {
+  readonly socket: Duplex;
+  /** Bytes the client sent after the request head: held back until the upstream switched. */
+  readonly head: Buffer;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly upgrade: string | undefined;
+  readonly obs: RequestObservation;
+  /** Opens the upstream connection (plain TCP or mTLS). */
+  readonly connect: (callback: (err: Error | undefined, upstream?: Duplex) => void) => void;
+  /** A connection failure (before any response). */
+  readonly onConnectError?: () => void;
+}
+
+/**
+ * Sends the upgrade request upstream and waits for its response: 101 splices the two
+ * connections; any other response is relayed (with `connection: close`) and both close.
+ */
+function exchange(x: UpgradeExchange): void {
+  const { socket, obs } = x;
+  // Nothing the client sends after the request is read before the upstream has switched.
+  socket.pause();
+  let ended = false;
+  const end = (status: number, flags: string[], responseBytes = 0): void => {
+    if (ended) return;
+    ended = true;
+    obs.end({ status, requestBytes: 0, responseBytes, retries: 0, flags });
+  };
+  x.connect((err, upstream) => {
+    if (err || !upstream) {
+      x.onConnectError?.();
+      end(503, ['UF']);
+      return reject(socket, 503, 'Service Unavailable', `upstream connect error: ${err?.message ?? 'no connection'}`);
+    }
+    const headers: Record<string, string | string[]> = { ...x.headers };
+    if (x.upgrade !== undefined) {
+      headers.connection = 'Upgrade';
+      headers.upgrade = x.upgrade;
+    } else headers.connection = 'close';
+    let req: http.ClientRequest;
+    try {
+      req = http.request({ method: x.method, path: x.path, headers, setHost: false, createConnection: () => upstream as net.Socket });
+    } catch (e) {
+      upstream.destroy();
+      end(400, ['DPE']);
+      return reject(socket, 400, 'Bad Request', `bad request: ${(e as Error).message}`);
+    }
+    let answered = false;
+    socket.once('close', () => {
+      if (!answered) {
+        answered = true;
+        end(0, ['DC']);
+        req.destroy();
+      }
+    });
+    req.on('upgrade', (res: http.IncomingMessage, up: net.Socket, upHead: Buffer) => {
+      answered = true;
+      if (x.upgrade === undefined) {
+        up.destroy();
+        end(502, ['UPE']);
+        return reject(socket, 502, 'Bad Gateway', 'upstream switched protocols without being asked to');
+      }
+      socket.write(responseHead(101, res.statusMessage ?? 'Switching Protocols', res.headers as Record<string, string | string[]>));
+      if (upHead.length) socket.write(upHead);
+      if (x.head.length) up.write(x.head);
+      splice(socket, up);
+      end(101, []);
+    });
+    req.on('response', (res: http.IncomingMessage) => {
+      answered = true;
+      // Not switched: an ordinary response, and the end of this connection.
+      const out = forwardableHeaders(res.headers);
+      const cl = res.headers['content-length'];
+      if (cl !== undefined) out['content-length'] = cl;
+      out.connection = 'close';
+      socket.write(responseHead(res.statusCode ?? 502, res.statusMessage ?? '', out));
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (!socket.write(c)) {
+          res.pause();
+          socket.once('drain', () => res.resume());
+        }
+      });
+      res.once('end', () => {
+        socket.end();
+        end(res.statusCode ?? 502, [], bytes);
+      });
+      res.once('error', () => {
+        socket.destroy();
+        end(res.statusCode ?? 502, ['UPE'], bytes);
+      });
+    });
+    req.on('error', (e) => {
+      if (answered) {
+        socket.destroy();
+        return;
+      }
+      answered = true;
+      end(503, ['UC']);
+      reject(socket, 503, 'Service Unavailable', `upstream reset before response: ${e.message}`);
+    });
+    req.end();
+  });
 }
 
 /** Dependencies of the upgrade handlers. */
@@ -65,37 +183,59 @@ export interface UpgradeDeps {
   readonly identity: WorkloadIdentity;
 }
 
+/** Opens a plain TCP connection (the app on loopback, or a passthrough host). */
+function tcpConnect(host: string, port: number): UpgradeExchange['connect'] {
+  return (callback) => {
+    const upstream = net.connect(port, host);
+    const onError = (e: Error): void => callback(e);
+    upstream.once('error', onError);
+    upstream.once('connect', () => {
+      upstream.removeListener('error', onError);
+      upstream.on('error', (e) => log('debug', 'upgraded connection failed', { error: e.message }));
+      callback(undefined, upstream);
+    });
+  };
+}
+
 /** Handles an Upgrade request on the outbound listener. */
 export function outboundUpgrade(deps: UpgradeDeps) {
-  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+  return (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => undefined);
     const state = deps.state();
     const target = requestTarget(req);
-    const upgrade = String(req.headers.upgrade ?? '');
     if (!target) return reject(socket, 400, 'Bad Request', 'bad request: no Host header');
     const method = req.method ?? 'GET';
     const host = hostWithoutPort(target.authority);
     const entry = state.hosts.get(host);
     const obs = deps.observer.requestStarted({ direction: 'outbound', method, authority: target.authority, path: target.path, headers: req.headers, destinationService: entry?.config.name, connectionSecurity: entry ? 'mutual_tls' : 'none' });
-    const headers = rawHeaders(req);
-    for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
     const end = (status: number, flags: string[]): void => obs.end({ status, requestBytes: 0, responseBytes: 0, retries: 0, flags });
+    const refused = upgradeRefusal(req);
+    if (refused) {
+      end(400, ['DPE']);
+      return reject(socket, 400, 'Bad Request', refused);
+    }
+    const loop = loopRefusal(req);
+    if (loop) {
+      end(508, ['NR']);
+      return reject(socket, 508, 'Loop Detected', loop);
+    }
+    const headers = outboundForwardHeaders(req, obs, !entry);
+    const base = { socket, head, method, path: target.path, upgrade: upgradeTokens(req), obs };
     if (!entry) {
       if (!state.config.outbound.passthrough) {
         end(502, ['NR']);
         return reject(socket, 502, 'Bad Gateway', `no route to host "${host}": it is not a mesh service and outbound.passthrough is off`);
       }
+      const self = selfTarget(target.authority, state);
+      if (self) {
+        end(508, ['NR']);
+        return reject(socket, 508, 'Loop Detected', `loop detected: "${target.authority}" is ${self}`);
+      }
+      headers.host = target.authority;
       const [h, p] = splitAuthority(target.authority, 80);
-      const upstream = net.connect(p, h, () => {
-        splice(socket, upstream, head, serializeHead(method, target.path, headers, upgrade));
-        end(101, []);
-      });
-      upstream.once('error', (e) => {
-        end(503, ['UF']);
-        reject(socket, 503, 'Service Unavailable', `upstream connect error: ${e.message}`);
-      });
-      return;
+      return exchange({ ...base, headers, connect: tcpConnect(h, p) });
     }
+    if (!headers.host) headers.host = target.authority;
     const route = selectRoute(entry.routes, { method, path: pathWithoutQuery(target.path), headers: req.headers });
     if (!route) {
       end(404, ['NR']);
@@ -115,46 +255,34 @@ export function outboundUpgrade(deps: UpgradeDeps) {
       onOpen: (d) => deps.observer.tcpConnectionOpened(d, 'mutual_tls'),
       onClose: (d) => deps.observer.tcpConnectionClosed(d, 'mutual_tls'),
     });
-    connect({ hostname: endpoint.address, port: String(endpoint.port), protocol: 'https:' }, (err, upstream) => {
-      if (err || !upstream) {
-        subset.record(endpoint, 'gateway-error');
-        end(503, ['UF']);
-        return reject(socket, 503, 'Service Unavailable', err?.message ?? 'upstream connect error');
-      }
-      splice(socket, upstream, head, serializeHead(method, target.path, headers, upgrade));
-      end(101, []);
+    exchange({
+      ...base,
+      headers,
+      connect: (callback) => connect({ hostname: endpoint.address, host: endpoint.address, port: String(endpoint.port), protocol: 'https:' } as never, (err, upstream) => callback(err ?? undefined, upstream ?? undefined)),
+      onConnectError: () => subset.record(endpoint, 'gateway-error'),
     });
   };
 }
 
-/** Handles an Upgrade request on the inbound listener: authorize, then splice to the app. */
+/** Handles an Upgrade request on the inbound listener: authorize, then forward to the app. */
 export function inboundUpgrade(deps: UpgradeDeps) {
-  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+  return (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => undefined);
     const state = deps.state();
-    const admission = admit(state, req);
-    const principal = peerPrincipal(req.socket);
-    const obs = deps.observer.requestStarted({ direction: 'inbound', method: req.method ?? 'GET', authority: req.headers.host ?? '', path: admission.ok ? admission.path : req.url ?? '', headers: req.headers, sourcePrincipal: principal, connectionSecurity: principal ? 'mutual_tls' : 'none' });
+    const { admission, principal, obs } = startInbound(state, deps.observer, req);
     const end = (status: number, flags: string[]): void => obs.end({ status, requestBytes: 0, responseBytes: 0, retries: 0, flags });
     if (!admission.ok) {
       end(admission.status, [admission.flag]);
       return reject(socket, admission.status, admission.status === 403 ? 'Forbidden' : 'Bad Request', admission.body);
     }
-    const headers = appHeaders(req, principal, deps.identity.current.spiffeId);
-    for (const k in obs.propagationHeaders) headers[k] = obs.propagationHeaders[k];
+    const refused = upgradeRefusal(req);
+    if (refused) {
+      end(400, ['DPE']);
+      return reject(socket, 400, 'Bad Request', refused);
+    }
+    const headers = inboundForwardHeaders(req, principal, deps.identity.current.spiffeId, obs);
     const app = state.config.inbound.app;
-    let connected = false;
-    const upstream = net.connect(app.port, app.address, () => {
-      connected = true;
-      splice(socket, upstream, head, serializeHead(req.method ?? 'GET', admission.path, headers, String(req.headers.upgrade ?? '')));
-      end(101, []);
-    });
-    upstream.once('error', (e) => {
-      if (!connected) {
-        end(503, ['UF']);
-        reject(socket, 503, 'Service Unavailable', `upstream connect error: ${e.message}`);
-      } else log('debug', 'upgraded connection to the app failed', { error: e.message });
-    });
+    exchange({ socket, head, method: req.method ?? 'GET', path: admission.path, headers, upgrade: upgradeTokens(req), obs, connect: tcpConnect(app.address, app.port) });
   };
 }
 
