@@ -576,6 +576,7 @@ export class MeshService extends Construct {
       inbound: {
         mtls: { mode: this.mtlsMode },
         app: { address: '127.0.0.1', port: this.ports[0].targetPort },
+        probes: (this.probesByVersion.get(version) ?? []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
       outbound: { services: this.destinations.map((d) => d.outboundService()), passthrough: true },
@@ -755,6 +756,9 @@ export class MeshService extends Construct {
     });
   }
 
+  /** Each version's app probes, which its sidecar config declares (the admin port serves only these). */
+  private readonly probesByVersion = new Map<string, AppProbe[]>();
+
   private get certSecretName(): string {
     return `${this.serviceAccountName}-mesh-tls`;
   }
@@ -806,6 +810,7 @@ export class MeshService extends Construct {
         failureThreshold,
       });
     }
+    this.probesByVersion.set(v.name, probes);
 
     const metrics = this.telemetry.metricsEnabled;
     new ApiObject(this, `${v.name}-deployment`, {

@@ -8,11 +8,11 @@ import type { ContainerResources } from './mesh';
 
 /** Ports and identities of the sidecar, in the style of Istio's. */
 export const SidecarPorts = {
-  /** Outbound listener: the app's intercepted outbound traffic. */
+  /** Outbound listener (loopback only): the app's intercepted outbound traffic. */
   OUTBOUND: 15001,
   /** Inbound listener: mTLS from other sidecars; intercepted inbound traffic. */
   INBOUND: 15006,
-  /** Admin: /metrics, /healthz/ready, /app-health/... probe passthrough, config dump. */
+  /** Admin: /metrics, /healthz/ready, /app-health/... (the declared app probes); config dump and clusters on loopback only. */
   ADMIN: 15020,
   /** Lowest port reserved for the sidecar; apps may not use 15000-15090. */
   RESERVED_MIN: 15000,
@@ -86,12 +86,12 @@ export function k8sResources(r: ContainerResources): Record<string, Record<strin
 
 /**
  * The probe path the kubelet calls on the sidecar's admin port for an app probe:
- * `/app-health/<app port name>/<livez|readyz>?path=<app path>` (the sidecar's admin server
- * GETs the app's path on that port over loopback).
+ * `/app-health/<app port name>/<livez|readyz>`. The app path is not in it: the sidecar config
+ * declares it (`inbound.probes`), and the admin port GETs that path and no other, so a client
+ * of the admin port cannot make the sidecar GET an app path of its choosing.
  */
-export function appHealthPath(p: Pick<AppProbe, 'kind' | 'portName' | 'path'>): string {
-  const query = /^[A-Za-z0-9/_.~-]*$/.test(p.path) ? p.path : encodeURIComponent(p.path);
-  return `/app-health/${p.portName}/${p.kind}?path=${query}`;
+export function appHealthPath(p: Pick<AppProbe, 'kind' | 'portName'>): string {
+  return `/app-health/${p.portName}/${p.kind}`;
 }
 
 /** The pod spec (without metadata) of a workload with its sidecar injected. */

@@ -1,6 +1,9 @@
 /**
- * The admin listener: readiness, app probe passthrough (kubelet probes are rewritten to this
- * port), the config in effect, cluster state, and metrics.
+ * The admin listener: readiness, app probes (kubelet probes are rewritten to this port), the
+ * config in effect, cluster state, and metrics. The port is reachable from outside the pod
+ * (kubelet and Prometheus need it), so what it serves to a remote client is fixed: readiness,
+ * metrics and the app probes the config declares. The config dump and cluster state (names,
+ * addresses, identities) are served only to clients on loopback, that is inside the pod.
  */
 import * as http from 'node:http';
 import type { ProxyObserver } from './observer';
@@ -29,12 +32,16 @@ export function adminHandler(deps: AdminDeps): http.RequestListener {
       const why = deps.notReadyReason();
       return why ? text(res, 503, `not ready: ${why}`) : text(res, 200, 'ready');
     }
-    if (path.startsWith('/app-health/')) return void probeApp(deps.state(), path, new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), res);
-    if (path === '/config_dump') {
+    // The query is ignored: a probe GETs the path the config declares, nothing a client names.
+    if (path.startsWith('/app-health/')) return void probeApp(deps.state(), path, res);
+    if (path === '/config_dump' || path === '/clusters') {
+      // The kernel drops packets from outside the pod addressed to loopback (martian source or
+      // destination), so a loopback peer address is a process of this pod's network namespace.
+      if (!isLoopbackPeer(req.socket.remoteAddress)) return text(res, 403, `forbidden: ${path} is served only on loopback (from inside the pod)`);
+      if (path === '/clusters') return json(res, 200, clusters(deps.state()));
       const s = deps.state();
       return json(res, 200, { config: s.config, certificate: deps.certificate() });
     }
-    if (path === '/clusters') return json(res, 200, clusters(deps.state()));
     if (path === '/metrics') {
       deps.observer.metrics().then((m) => {
         if (m === undefined) return text(res, 404, 'metrics are disabled (telemetry.metrics.enabled is false)');
@@ -43,8 +50,15 @@ export function adminHandler(deps: AdminDeps): http.RequestListener {
       }, (e: Error) => text(res, 500, `metrics failed: ${e.message}`));
       return;
     }
-    return text(res, 404, `not found: ${path} (admin endpoints: /healthz/ready, /app-health/<port-name>/<livez|readyz>, /config_dump, /clusters, /metrics)`);
+    return text(res, 404, `not found: ${path} (admin endpoints: /healthz/ready, /app-health/<port-name>/<livez|readyz>, /metrics; /config_dump and /clusters on loopback)`);
   };
+}
+
+/** True when a connection comes from a loopback address (IPv4 127/8, ::1, or IPv4-mapped 127/8). */
+export function isLoopbackPeer(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4) || address === '::1';
 }
 
 function clusters(state: ProxyState): unknown {
@@ -75,24 +89,29 @@ function clusters(state: ProxyState): unknown {
 }
 
 /**
- * /app-health/<port-name>/<livez|readyz>: GET on the app port named <port-name>; 200 iff the
- * app answers 2xx or 3xx within 5 s. The app path is `?path=` when given, else `/`.
+ * /app-health/<port-name>/<livez|readyz>: GETs the path that inbound.probes declares for that
+ * port and kind on the app; 200 iff the app answers 2xx or 3xx within 5 s. A probe the config
+ * does not declare is 404: no client chooses the app path.
  */
-function probeApp(state: ProxyState, path: string, query: URLSearchParams, res: http.ServerResponse): void {
+function probeApp(state: ProxyState, path: string, res: http.ServerResponse): void {
   const m = /^\/app-health\/([^/]+)\/(livez|readyz)$/.exec(path);
   if (!m) return text(res, 404, 'not found: use /app-health/<port-name>/<livez|readyz>');
-  const appPort = state.config.workload.appPorts.find((p) => p.name === m[1]);
-  if (!appPort) return text(res, 404, `unknown app port "${m[1]}" (known: ${state.config.workload.appPorts.map((p) => p.name).join(', ')})`);
-  const appPath = query.get('path') ?? '/';
-  const probe = http.get({ host: state.config.inbound.app.address, port: appPort.port, path: appPath.startsWith('/') ? appPath : '/' + appPath, timeout: PROBE_TIMEOUT_MS, agent: false, headers: { 'user-agent': 'typemesh-proxy-probe' } }, (r) => {
+  const [, portName, kind] = m;
+  const appPort = state.config.workload.appPorts.find((p) => p.name === portName);
+  const probe = state.config.inbound.probes.find((p) => p.portName === portName && p.kind === kind);
+  if (!appPort || !probe) {
+    const declared = state.config.inbound.probes.map((p) => `${p.portName}/${p.kind}`).join(', ') || 'none';
+    return text(res, 404, `no ${kind} probe is declared for app port "${portName}" (declared: ${declared})`);
+  }
+  const get = http.get({ host: state.config.inbound.app.address, port: appPort.port, path: probe.path, timeout: PROBE_TIMEOUT_MS, agent: false, headers: { 'user-agent': 'typemesh-proxy-probe' } }, (r) => {
     r.resume();
     const status = r.statusCode ?? 0;
-    if (status >= 200 && status < 400) text(res, 200, `app ${m[2]}: ${status}`);
-    else text(res, 503, `app ${m[2]} failed: the app answered ${status}`);
+    if (status >= 200 && status < 400) text(res, 200, `app ${kind}: ${status}`);
+    else text(res, 503, `app ${kind} failed: the app answered ${status}`);
   });
-  probe.on('timeout', () => probe.destroy(new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`)));
-  probe.on('error', (e) => {
-    if (!res.headersSent) text(res, 503, `app ${m[2]} failed: ${e.message}`);
+  get.on('timeout', () => get.destroy(new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`)));
+  get.on('error', (e) => {
+    if (!res.headersSent) text(res, 503, `app ${kind} failed: ${e.message}`);
   });
 }
 

@@ -9,7 +9,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
-import { parseSidecarConfigText, SidecarConfig } from '../config';
+import { inboundListenAddresses, outboundListenAddresses, parseSidecarConfigText, SidecarConfig } from '../config';
 import { adminHandler } from './admin';
 import { FileWatcher } from './file-watch';
 import { GatewayListeners } from './gateway';
@@ -108,6 +108,8 @@ export class Sidecar {
   private readonly inboundTls: tls.Server;
   private readonly inboundHttp: http.Server;
   private readonly adminServer: http.Server;
+  /** The listeners' further sockets (the IPv6 twins of 0.0.0.0 and 127.0.0.1), closed with them. */
+  private readonly twins: Record<'outbound' | 'inbound' | 'admin', net.Server[]> = { outbound: [], inbound: [], admin: [] };
   private readonly outbound: OutboundProxy;
   /** A MeshGateway's outside-facing listeners (config.gateway); a sidecar has none. */
   private readonly gateway?: GatewayListeners;
@@ -359,16 +361,11 @@ export class Sidecar {
 
   private async listen(): Promise<void> {
     const l = this.opts.config.listeners;
-    const listenOn = (server: net.Server, port: number): Promise<void> => new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, l.bindAddress, () => {
-        server.removeListener('error', reject);
-        resolve();
-      });
-    });
-    await listenOn(this.adminServer, l.adminPort);
-    await listenOn(this.inboundFront, l.inboundPort);
-    await listenOn(this.outboundFront, l.outboundPort);
+    // The outbound listener is on loopback only: from outside the pod it is no proxy. The
+    // inbound and admin listeners are on every address of both families (docs/interception.md).
+    await this.listenAll('admin', this.adminServer, l.adminPort, inboundListenAddresses(l));
+    await this.listenAll('inbound', this.inboundFront, l.inboundPort, inboundListenAddresses(l));
+    await this.listenAll('outbound', this.outboundFront, l.outboundPort, outboundListenAddresses(l));
     await this.gateway?.listen();
     if (this.lastConfigText === undefined) this.lastConfigText = await readFile(this.opts.configFile, 'utf8').catch(() => undefined);
     await this.configWatcher.prime();
@@ -378,9 +375,40 @@ export class Sidecar {
     await this.reloadConfig('file change');
     log('info', 'sidecar ready', {
       workload: this.opts.config.workload.name, identity: this.identity.current.spiffeId, outbound: l.outboundPort, inbound: l.inboundPort, admin: l.adminPort, bindAddress: l.bindAddress,
+      outboundBindAddresses: [this.outboundFront, ...this.twins.outbound].map((s) => (s.address() as net.AddressInfo).address),
       // Which HTTP/1.1 upstream client runs (see http1/llhttp.ts): worth a line when it is the fallback.
       http1Client: nativeHttpParser ? 'llhttp' : 'undici',
     });
+  }
+
+  /**
+   * Listens on the first address with `server`, and on each further one with a twin server that
+   * hands its connections to `server`. A further address is IPv6 ('::' IPv6-only, or '::1'):
+   * where the pod has no IPv6 (EADDRNOTAVAIL, EAFNOSUPPORT) it is skipped, since no IPv6
+   * connection can arrive either; any other failure stops the start.
+   */
+  private async listenAll(kind: keyof Sidecar['twins'], server: net.Server, port: number, addresses: readonly string[]): Promise<void> {
+    const listenOn = (srv: net.Server, host: string, ipv6Only: boolean): Promise<void> => new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ port, host, ipv6Only }, () => {
+        srv.removeListener('error', reject);
+        resolve();
+      });
+    });
+    const [first, ...rest] = addresses;
+    await listenOn(server, first, false);
+    for (const host of rest) {
+      const twin = net.createServer({ noDelay: true }, (socket) => server.emit('connection', socket));
+      try {
+        await listenOn(twin, host, host === '::');
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EADDRNOTAVAIL' && code !== 'EAFNOSUPPORT') throw e;
+        log('info', `no IPv6 here: the ${kind} listener is not on [${host}]:${port}`, { error: code });
+        continue;
+      }
+      this.twins[kind].push(twin);
+    }
   }
 
   private track(delta: number): void {
@@ -407,8 +435,8 @@ export class Sidecar {
       config = parseSidecarConfigText(text, this.opts.configFile);
       const old = this.state.config.listeners;
       const l = config.listeners;
-      if (l.bindAddress !== old.bindAddress || l.inboundPort !== old.inboundPort || l.outboundPort !== old.outboundPort || l.adminPort !== old.adminPort) {
-        throw new Error('listeners cannot change without a restart (bindAddress, outboundPort, inboundPort, adminPort differ from the running ones)');
+      if (l.bindAddress !== old.bindAddress || l.outboundBindAddress !== old.outboundBindAddress || l.inboundPort !== old.inboundPort || l.outboundPort !== old.outboundPort || l.adminPort !== old.adminPort) {
+        throw new Error('listeners cannot change without a restart (bindAddress, outboundBindAddress, outboundPort, inboundPort, adminPort differ from the running ones)');
       }
       if (JSON.stringify(gatewayListeners(config)) !== JSON.stringify(gatewayListeners(this.state.config))) {
         throw new Error('gateway listeners cannot change without a restart (gateway.bindAddress or gateway.listeners differ from the running ones)');
@@ -454,6 +482,7 @@ export class Sidecar {
     this.identity.close();
     this.outboundFront.close();
     this.inboundFront.close();
+    for (const twin of [...this.twins.outbound, ...this.twins.inbound]) twin.close();
     this.gateway?.close();
     for (const session of this.h2Sessions) session.close(); // GOAWAY: streams in flight finish
     for (const [socket, active] of this.downstream) if (active === 0) socket.end();
@@ -475,6 +504,7 @@ export class Sidecar {
     for (const closeRetired of [...this.retiring]) closeRetired();
     await this.state.appPool.close().catch(() => undefined);
     await this.observer.shutdown().catch(() => undefined);
+    for (const twin of this.twins.admin) twin.close();
     await new Promise<void>((resolve) => this.adminServer.close(() => resolve()));
     log('info', 'drained', { abandonedRequests: abandoned });
   }

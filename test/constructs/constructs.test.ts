@@ -101,13 +101,16 @@ describe('MeshService', () => {
       'ConfigMap/catalog-v1-sidecar', 'Service/catalog-v1', 'Deployment/catalog-v1',
     ]);
     const app = find(objects, 'Deployment', 'catalog-v1').spec.template.spec.containers[1];
-    expect(app.livenessProbe).toEqual({ httpGet: { path: '/app-health/http/livez?path=/live', port: 15020, scheme: 'HTTP' }, initialDelaySeconds: 5, periodSeconds: 20, timeoutSeconds: 1, failureThreshold: 5 });
-    expect(app.readinessProbe.httpGet.path).toBe('/app-health/grpc/readyz?path=/ready');
+    expect(app.livenessProbe).toEqual({ httpGet: { path: '/app-health/http/livez', port: 15020, scheme: 'HTTP' }, initialDelaySeconds: 5, periodSeconds: 20, timeoutSeconds: 1, failureThreshold: 5 });
+    expect(app.readinessProbe.httpGet.path).toBe('/app-health/grpc/readyz');
     expect(app.readinessProbe.timeoutSeconds).toBe(2);
     expect(app.env).toEqual([{ name: 'LOG_LEVEL', value: 'info' }]);
     const cfg = sidecarConfigOf(find(objects, 'ConfigMap', 'catalog-v1-sidecar'));
     expect(cfg.workload.appPorts).toEqual([{ name: 'http', port: 8080, protocol: 'http' }, { name: 'grpc', port: 9090, protocol: 'grpc' }]);
     expect(cfg.inbound.app).toEqual({ address: '127.0.0.1', port: 8080 });
+    // The probes' app paths are in the sidecar config, not in the kubelet's URL: the admin
+    // port probes only these.
+    expect(cfg.inbound.probes).toEqual([{ portName: 'http', kind: 'livez', path: '/live' }, { portName: 'grpc', kind: 'readyz', path: '/ready' }]);
     expect(find(objects, 'Deployment', 'catalog-v1').spec.template.spec.initContainers[0].args).toEqual(expect.arrayContaining(['--app-ports', '8080,9090', '--no-outbound-capture']));
   });
 

@@ -123,9 +123,9 @@ describe('examples/shop', () => {
     expect(app.image).toBe('ghcr.io/typemesh/examples-shop:0.1.0');
     expect(app.args).toEqual(['payment']);
     expect(app.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
-    // The kubelet probes the sidecar's admin port, which GETs the app's path on the named app port.
-    expect(app.livenessProbe.httpGet).toEqual({ path: '/app-health/http/livez?path=/healthz', port: 15020, scheme: 'HTTP' });
-    expect(app.readinessProbe.httpGet).toEqual({ path: '/app-health/http/readyz?path=/healthz', port: 15020, scheme: 'HTTP' });
+    // The kubelet probes the sidecar's admin port, which GETs the app path its config declares.
+    expect(app.livenessProbe.httpGet).toEqual({ path: '/app-health/http/livez', port: 15020, scheme: 'HTTP' });
+    expect(app.readinessProbe.httpGet).toEqual({ path: '/app-health/http/readyz', port: 15020, scheme: 'HTTP' });
 
     const [init] = pod.initContainers;
     expect(init.image).toBe(sidecar.image);

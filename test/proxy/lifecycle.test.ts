@@ -79,6 +79,8 @@ describe('lifecycle', () => {
   let mesh: MeshPair;
   beforeAll(async () => {
     mesh = await startMeshPair({
+      // The probes the admin port serves (the constructs declare a pod's probes this way).
+      paymentInbound: { probes: [{ portName: 'http', kind: 'readyz', path: '/healthz' }, { portName: 'http', kind: 'livez', path: '/unhealthy' }] },
       app: (req, res, body) => {
         if (req.url === '/slow') setTimeout(() => res.end('slow done'), 800);
         else if (req.url?.startsWith('/very-slow')) {
@@ -167,9 +169,10 @@ describe('lifecycle', () => {
       await r.body.dump();
       return r.statusCode;
     };
-    expect(await probe('/app-health/http/readyz?path=/healthz')).toBe(200);
-    expect(await probe('/app-health/http/livez')).toBe(200);
-    expect(await probe('/app-health/http/readyz?path=/unhealthy')).toBe(503);
+    expect(await probe('/app-health/http/readyz')).toBe(200);
+    expect(await probe('/app-health/http/livez')).toBe(503);
+    // The query does not choose the app path: readyz GETs its declared /healthz.
+    expect(await probe('/app-health/http/readyz?path=/unhealthy')).toBe(200);
     expect(await probe('/app-health/nope/livez')).toBe(404);
     const metrics = await request(`${mesh.payment.url('admin')}/metrics`);
     // Telemetry is off in these configs: the observer reports no metrics.
