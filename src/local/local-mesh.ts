@@ -82,8 +82,25 @@ export interface LocalInstance {
   readonly sidecar: ManagedProcess;
   /** Its sidecar config as last written. */
   readonly config: SidecarConfig;
+  /**
+   * A MeshGateway's outside-facing listeners, as a client outside the mesh reaches them
+   * (e.g. `http://127.31.4.2:8080`); empty for a sidecar.
+   */
+  readonly gatewayListeners: readonly LocalGatewayListener[];
+  /** A gateway's locally issued HTTPS server certificate (verify it with the mesh's `ca.certPem`). */
+  readonly gatewayTls?: LocalTlsFiles;
   /** false once it is being stopped: it is no longer anyone's endpoint. */
   readonly serving: boolean;
+}
+
+/** A listener of a gateway on this machine. */
+export interface LocalGatewayListener {
+  readonly name: string;
+  readonly protocol: 'http' | 'https';
+  readonly address: string;
+  readonly port: number;
+  /** `http://<address>:<port>` or `https://...`; send the route's host in the Host header (HTTPS: as the TLS server name). */
+  readonly url: string;
 }
 
 type MutableInstance = { -readonly [K in keyof LocalInstance]: LocalInstance[K] };
@@ -141,6 +158,18 @@ export class LocalMesh {
     const found = this.all.find((i) => i.id === id);
     if (!found) throw new Error(`no instance "${id}" (have: ${this.all.map((i) => i.id).join(', ')})`);
     return found;
+  }
+
+  /**
+   * The listeners of a MeshGateway's first instance: where a client outside the mesh gets in.
+   * @param name the gateway's name; default: the only gateway of the mesh
+   */
+  public gateway(name?: string): readonly LocalGatewayListener[] {
+    const gateways = this.all.filter((i) => i.gatewayListeners.length > 0 && (name === undefined || i.workload.name === name));
+    if (gateways.length === 0) throw new Error(`no gateway${name ? ` "${name}"` : ''} in this mesh (declare a MeshGateway in the chart)`);
+    const names = new Set(gateways.map((g) => g.workload.name));
+    if (name === undefined && names.size > 1) throw new Error(`the mesh has several gateways (${[...names].join(', ')}): name one`);
+    return gateways[0].gatewayListeners;
   }
 
   /** Issues a client certificate for an identity (default: the ingress identity of the first workload's namespace). */
@@ -204,7 +233,7 @@ export class LocalMesh {
     const allPorts = new Set<number>();
     for (const w of this.options.workloads) {
       const l = w.config.listeners;
-      [l.outboundPort, l.inboundPort, l.adminPort, w.config.inbound.app.port].forEach((p) => allPorts.add(p));
+      [l.outboundPort, l.inboundPort, l.adminPort, w.config.inbound.app.port, ...(w.config.gateway?.listeners ?? []).map((g) => g.port)].forEach((p) => allPorts.add(p));
     }
     const pool = new LoopbackAddressPool([...allPorts]);
 
@@ -212,7 +241,8 @@ export class LocalMesh {
     //    written: each config lists the other instances' addresses.
     for (const w of this.options.workloads) {
       const spec = this.options.processes?.[w.key];
-      if (!spec) this.log(`note: the plan has no process for ${w.key}: running its sidecar only`);
+      // A gateway is a proxy without an app: it needs no process.
+      if (!spec && !w.config.gateway) this.log(`note: the plan has no process for ${w.key}: running its sidecar only`);
       const replicas = spec?.replicas ?? w.replicas;
       for (let index = 0; index < replicas; index++) {
         const id = `${w.key}#${index}`;
@@ -223,10 +253,17 @@ export class LocalMesh {
         const address = netns ? netns.address : await pool.allocate();
         const tls = await this.ca.writeWorkloadFiles(path.join(dir, 'certs'), { spiffeId: w.config.workload.identity });
         const l = w.config.listeners;
+        const gw = w.config.gateway;
+        // The gateway's HTTPS server certificate: cert-manager issues it for the route hosts in a
+        // cluster; here the local CA does, so clients verify it against the mesh's CA.
+        const gatewayTls = gw?.listeners.some((g) => g.protocol === 'https')
+          ? await this.ca.writeWorkloadFiles(path.join(dir, 'gateway-tls'), { spiffeId: w.config.workload.identity, dnsNames: [...new Set(['localhost', ...gw.routes.flatMap((r) => r.hosts).filter((h) => h !== '*')])] })
+          : undefined;
+        const gatewayListeners = (gw?.listeners ?? []).map((g) => ({ name: g.name, protocol: g.protocol, address, port: g.port, url: `${g.protocol}://${address}:${g.port}` }));
         this.all.push({
           id, workload: w, index, podName, address, netns: netns?.name, dir,
           ports: { outbound: l.outboundPort, inbound: l.inboundPort, admin: l.adminPort, app: w.config.inbound.app.port },
-          configFile: path.join(dir, 'sidecar.yaml'), tls,
+          configFile: path.join(dir, 'sidecar.yaml'), tls, gatewayListeners, gatewayTls,
           app: undefined, sidecar: undefined as unknown as ManagedProcess, config: w.config, serving: true,
         });
       }
@@ -252,6 +289,10 @@ export class LocalMesh {
         logFile: path.join(inst.dir, 'sidecar.log'),
       });
       this.log(`started ${inst.id} at ${inst.address}${inst.netns ? ` (netns ${inst.netns})` : ''}`);
+      if (inst.gatewayListeners.length > 0) {
+        const hosts = [...new Set((inst.config.gateway?.routes ?? []).flatMap((r) => r.hosts))].join(', ');
+        this.log(`gateway ${inst.workload.name}: ${inst.gatewayListeners.map((g) => g.url).join('  ')}  (hosts: ${hosts}; e.g. curl -H 'Host: ${hosts.split(', ')[0].replace(/^\*\.?/, '') || 'any'}' ${inst.gatewayListeners[0].url}/)`);
+      }
     }
     await Promise.all(this.all.map((inst) => this.waitReady(inst)));
     this.log(`all ${this.all.length} instances ready`);
@@ -304,6 +345,7 @@ export class LocalMesh {
         bindAddress: inst.netns ? '0.0.0.0' : inst.address,
         appAddress: inst.netns ? '127.0.0.1' : inst.address,
         tls: inst.tls,
+        gatewayTls: inst.gatewayTls,
         endpointsOf: (svc, ns, subset) => this.endpointsOf(svc, ns, subset),
       });
       const text = YAML.stringify(config);
@@ -323,6 +365,10 @@ export class LocalMesh {
     if (!inst.netns) return;
     for (const p of [this.workDir, inst.dir, path.dirname(inst.tls.certFile)]) chmodSync(p, 0o755);
     for (const f of [inst.tls.certFile, inst.tls.keyFile, inst.tls.caFile, inst.configFile]) chmodSync(f, 0o644);
+    if (inst.gatewayTls) {
+      chmodSync(path.dirname(inst.gatewayTls.certFile), 0o755);
+      for (const f of [inst.gatewayTls.certFile, inst.gatewayTls.keyFile]) chmodSync(f, 0o644);
+    }
   }
 
   /** Waits until each sidecar has accepted its rewritten config (typemesh_config_reloads_total grows), at most 5 s. */

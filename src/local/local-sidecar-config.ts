@@ -29,6 +29,12 @@ export interface LocalizeOptions {
   readonly tls: LocalTlsFiles;
   /** The endpoints of a destination subset; the runner answers with that version's running instances. */
   readonly endpointsOf: (service: string, namespace: string, subset: Subset) => readonly LocalEndpoint[];
+  /**
+   * A gateway's HTTPS server certificate, issued locally for its route hosts (the cluster's
+   * comes from cert-manager).
+   * @default the config's files (only a gateway with an https listener needs them)
+   */
+  readonly gatewayTls?: { readonly certFile: string; readonly keyFile: string };
 }
 
 /** An address nothing listens on: a subset without local instances gets it, so calls fail as "no healthy upstream" would. */
@@ -46,6 +52,14 @@ export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOp
     listeners: { ...config.listeners, bindAddress: options.bindAddress },
     tls: { certFile: options.tls.certFile, keyFile: options.tls.keyFile, caFile: options.tls.caFile },
     inbound: { ...config.inbound, app: { ...config.inbound.app, address: options.appAddress } },
+    // A gateway binds where its instance lives; its listeners keep their ports.
+    ...(config.gateway ? {
+      gateway: {
+        ...config.gateway,
+        bindAddress: options.bindAddress,
+        listeners: config.gateway.listeners.map((l) => (l.tls && options.gatewayTls ? { ...l, tls: { certFile: options.gatewayTls.certFile, keyFile: options.gatewayTls.keyFile } } : l)),
+      },
+    } : {}),
     outbound: {
       ...config.outbound,
       services: config.outbound.services.map((svc) => ({
