@@ -207,7 +207,6 @@ export interface AppEvent {
   readonly method?: string;
   readonly url?: string;
   readonly headers?: Record<string, string | string[]>;
-  readonly body?: string;
 }
 
 /** Marks the normal client's requests, so they are told apart from attacks. */
@@ -317,6 +316,11 @@ export class PodFixture {
     }, [
       { name: 'deny-admin', action: 'DENY', paths: ['/admin', '/admin/*'] },
       { name: 'order-may-process', action: 'ALLOW', principals: [PEER_ID], methods: ['POST'], paths: ['/process'] },
+      // Without an ALLOW that covers /admin for someone, the DENY rule could never be the
+      // reason a trick fails: order may read (GET) everything the DENY rule leaves.
+      { name: 'order-may-read', action: 'ALLOW', principals: [PEER_ID], methods: ['GET'], paths: ['/*'] },
+      // One path anyone may read, plaintext included (PERMISSIVE): header spoofing is tested on it.
+      { name: 'anyone-may-read-public', action: 'ALLOW', methods: ['GET'], paths: ['/public'] },
     ]);
   }
 
