@@ -73,7 +73,19 @@ export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOp
         }),
       })),
     },
-    // No collector runs locally; spans would only produce export errors in the logs.
-    telemetry: { ...config.telemetry, tracing: { ...config.telemetry.tracing, enabled: false } },
+    // A cluster's collector cannot be reached from here (its spans would only produce export
+    // errors in the logs), but one on this machine's loopback can: tracing to it stays on.
+    telemetry: { ...config.telemetry, tracing: { ...config.telemetry.tracing, enabled: config.telemetry.tracing.enabled && onLoopback(config.telemetry.tracing.collector?.endpoint) } },
   };
+}
+
+/** True when a URL's host is a loopback address or localhost. */
+function onLoopback(url: string | undefined): boolean {
+  if (url === undefined) return false;
+  try {
+    const host = new URL(url).hostname;
+    return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
 }
