@@ -155,6 +155,10 @@ export class InboundProxy {
       return;
     }
     res.removeListener('close', onClose);
+    if (response.body.errored) {
+      finishError(res, obs, 502, `upstream sent an invalid response: ${response.body.errored.message}`, 'UPE');
+      return;
+    }
     const grpc = response.headers['grpc-status'];
     try {
       res.writeHead(response.statusCode, forwardableHeaders(response.headers as Record<string, string | string[] | undefined>));

@@ -418,6 +418,12 @@ export class OutboundProxy {
   /** Streams a committed upstream response to the client. */
   private stream(c: TryContext, response: UpstreamResponse, release: () => void, meta: OutcomeMeta): void {
     const { res, obs, route, flags } = c;
+    if (response.body.errored) {
+      // The body failed in the same read as the head (e.g. an invalid chunk): nothing is committed yet.
+      release();
+      respond(res, obs, 502, `upstream sent an invalid response: ${response.body.errored.message}`, [...flags, 'UPE'], meta);
+      return;
+    }
     const headers = forwardableHeaders(response.headers as Record<string, string | string[] | undefined>);
     if (route.responseHeaders) applyRewrite(headers, route.responseHeaders);
     const grpcStatus = grpcStatusOf(response.headers);

@@ -22,18 +22,25 @@ import { OutboundProxy } from './outbound';
 import { hostWithoutPort } from './routing';
 import { buildState, ProxyState } from './state';
 import { inboundUpgrade, outboundUpgrade } from './upgrade';
+import { sendError } from './http-util';
 
 /** Largest request head accepted (Envoy's default is 60 KiB); larger heads get 431. */
 export const MAX_HEADER_BYTES = 60 * 1024;
 /** Keep-alive idle time of downstream connections; above the clients' pool idle times so the client closes first. */
 const DOWNSTREAM_KEEPALIVE_MS = 65_000;
 /**
- * How long a new downstream connection has to deliver its first complete request head
- * (TYPEMESH_REQUEST_HEAD_TIMEOUT_MS overrides the default of 60 s).
+ * How long a downstream connection has to deliver a complete request head: its first one from
+ * the moment it opens, every later one from its first byte (Envoy's request_headers_timeout).
+ * TYPEMESH_REQUEST_HEAD_TIMEOUT_MS overrides the default of 60 s.
  */
-const FIRST_REQUEST_HEAD_TIMEOUT_MS = Number(process.env.TYPEMESH_REQUEST_HEAD_TIMEOUT_MS) > 0 ? Number(process.env.TYPEMESH_REQUEST_HEAD_TIMEOUT_MS) : 60_000;
-/** How long a peer has to send its first byte / finish the TLS handshake. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+const REQUEST_HEAD_TIMEOUT_MS = Number(process.env.TYPEMESH_REQUEST_HEAD_TIMEOUT_MS) > 0 ? Number(process.env.TYPEMESH_REQUEST_HEAD_TIMEOUT_MS) : 60_000;
+/** How often Node checks the request head timeout (it fires up to this much late). */
+const HEAD_TIMEOUT_CHECK_MS = Math.min(15_000, Math.max(100, Math.floor(REQUEST_HEAD_TIMEOUT_MS / 4)));
+/**
+ * How long a peer has to send its first byte / finish the TLS handshake
+ * (TYPEMESH_HANDSHAKE_TIMEOUT_MS overrides the default of 10 s).
+ */
+const HANDSHAKE_TIMEOUT_MS = Number(process.env.TYPEMESH_HANDSHAKE_TIMEOUT_MS) > 0 ? Number(process.env.TYPEMESH_HANDSHAKE_TIMEOUT_MS) : 10_000;
 
 /** The raw TCP peer of a PERMISSIVE-mode TLS connection, kept for its stream wrapper. */
 interface WrappedPeer {
@@ -66,6 +73,38 @@ function adoptWrappedPeer(socket: tls.TLSSocket): void {
     remotePort: { value: peer.remotePort, configurable: true },
     remoteFamily: { value: peer.remoteFamily, configurable: true },
   });
+}
+
+/** The response to a request Node's parser refused (or timed out). */
+function clientErrorResponse(err: NodeJS.ErrnoException): string {
+  let status: string;
+  let body: string;
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = '431 Request Header Fields Too Large';
+    body = `request header fields too large: the request head exceeds ${MAX_HEADER_BYTES} bytes\n`;
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = '408 Request Timeout';
+    body = `request timeout: no complete request head within ${REQUEST_HEAD_TIMEOUT_MS} ms\n`;
+  } else {
+    status = '400 Bad Request';
+    body = `bad request: ${err.code === 'HPE_INVALID_TRANSFER_ENCODING' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' ? 'conflicting or invalid Content-Length / Transfer-Encoding' : err.code ?? err.message}\n`;
+  }
+  return `HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** How long a connection refused with an error answer is read (and discarded) before it is closed. */
+const ERROR_LINGER_MS = 2000;
+
+/**
+ * Sends an error answer and closes the connection. The client may still be sending (the rest of
+ * an oversized head): its bytes are read and dropped for a moment, because closing a socket with
+ * unread input sends a TCP reset, which makes the client's kernel discard the answer unread.
+ */
+function endWithError(socket: net.Socket, answer: string): void {
+  socket.on('data', () => undefined);
+  socket.resume();
+  socket.end(answer);
+  setTimeout(() => socket.destroy(), ERROR_LINGER_MS).unref();
 }
 
 /** Options of {@link Sidecar.start}. */
@@ -126,6 +165,8 @@ export class Sidecar {
    */
   private readonly downstream = new Map<net.Socket, number>();
   private readonly headTimers = new Map<net.Socket, NodeJS.Timeout>();
+  /** Error answers waiting for the responses of requests pipelined before the malformed one. */
+  private readonly pendingClientErrors = new Map<net.Socket, string>();
   /** Closers of clusters replaced by a reload, waiting for their requests in flight. */
   private readonly retiring = new Set<() => void>();
 
@@ -181,7 +222,10 @@ export class Sidecar {
     });
     this.inboundTls.on('tlsClientError', (err, socket) => {
       // Node has already queued the TLS alert (unknown ca, certificate expired...) and closes
-      // the socket itself; destroying it here would cut the alert off.
+      // the socket itself; destroying it here would cut the alert off. Not so for the handshake
+      // timeout: with a tlsClientError listener Node only reports it and the half-open
+      // handshake would hold its descriptor forever.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT') socket.destroy();
       log('debug', 'inbound TLS handshake failed', { error: err.message, remote: socket.remoteAddress });
     });
     this.inboundFront = net.createServer({ noDelay: true }, (socket) => this.acceptInbound(socket));
@@ -207,17 +251,29 @@ export class Sidecar {
       keepAliveTimeout: DOWNSTREAM_KEEPALIVE_MS,
       // Long uploads and streams are bounded by the route's timeouts, not by the server.
       requestTimeout: 0,
-      headersTimeout: 60_000,
+      headersTimeout: REQUEST_HEAD_TIMEOUT_MS,
+      connectionsCheckingInterval: HEAD_TIMEOUT_CHECK_MS,
       noDelay: true,
     }, (req, res) => {
       const socket = req.socket;
+      if (req.httpVersionMajor === 0) {
+        // HTTP/0.9 (a request line without a version) has no headers: no Host, no framing.
+        res.shouldKeepAlive = false;
+        sendError(res, 400, 'bad request: HTTP/0.9 is not supported');
+        return;
+      }
       this.clearHeadTimer(socket);
       this.downstream.set(socket, (this.downstream.get(socket) ?? 0) + 1);
       res.once('close', () => {
         const n = (this.downstream.get(socket) ?? 1) - 1;
         this.downstream.set(socket, n);
-        // Draining: a connection is closed as soon as its last request is answered.
-        if (this.draining && n === 0) socket.end();
+        if (n > 0) return;
+        // A malformed request pipelined behind this one: its error answer follows the responses.
+        const pending = this.pendingClientErrors.get(socket);
+        if (pending !== undefined) {
+          this.pendingClientErrors.delete(socket);
+          endWithError(socket, pending);
+        } else if (this.draining) socket.end(); // draining: closed as soon as its last request is answered
       });
       if (this.draining) res.shouldKeepAlive = false;
       handler(req, res);
@@ -229,26 +285,37 @@ export class Sidecar {
       // (slowloris) is closed here.
       const timer = setTimeout(() => {
         if ((this.downstream.get(socket) ?? 0) === 0) socket.destroy();
-      }, FIRST_REQUEST_HEAD_TIMEOUT_MS);
+      }, REQUEST_HEAD_TIMEOUT_MS);
       timer.unref();
       this.headTimers.set(socket, timer);
       socket.once('close', () => {
         this.downstream.delete(socket);
+        this.pendingClientErrors.delete(socket);
         clearTimeout(timer);
         this.headTimers.delete(socket);
       });
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+      // Over TLS the parser reports an oversized head again for the next record: the answer
+      // given first stands (destroying now would cut it off before it is sent).
+      if (socket.writableEnded || this.pendingClientErrors.has(socket)) return;
       if (!socket.writable || (err as { bytesParsed?: number }).bytesParsed === undefined && err.code === 'ECONNRESET') {
         socket.destroy();
         return;
       }
-      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-      const body = tooLarge
-        ? `request header fields too large: the request head exceeds ${MAX_HEADER_BYTES} bytes\n`
-        : `bad request: ${err.code === 'HPE_INVALID_TRANSFER_ENCODING' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' ? 'conflicting or invalid Content-Length / Transfer-Encoding' : err.code ?? err.message}\n`;
-      socket.end(`HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      const answer = clientErrorResponse(err);
+      // Requests parsed before the malformed one are still being answered (the app may already
+      // have acted on them): their responses go first, in order, then this error, then close.
+      if ((this.downstream.get(socket) ?? 0) > 0) {
+        this.pendingClientErrors.set(socket, answer);
+        return;
+      }
+      endWithError(socket, answer);
     });
+    // Node enforces headersTimeout (per request head, keep-alive ones included) only once
+    // 'listening' set up its connection tracking, and these servers never listen themselves:
+    // they are handed their connections. Emitting it starts the same tracking.
+    server.emit('listening');
     return server;
   }
 

@@ -106,6 +106,10 @@ export function parseRawHeaders(raw: RawHeaders, into: Record<string, string | s
  */
 const FIXED_SERVERNAME = 'typemesh-upstream';
 
+function ignoreError(): void {
+  // see onHeaders in upstreamRequest
+}
+
 /** Sends a request; resolves when the response head arrives, rejects on failure before that. */
 export function upstreamRequest(dispatcher: UpstreamPool, opts: UpstreamRequestOptions): Promise<UpstreamResponse> {
   return new Promise<UpstreamResponse>((resolve, reject) => {
@@ -147,6 +151,10 @@ export function upstreamRequest(dispatcher: UpstreamPool, opts: UpstreamRequestO
             cb(err);
           },
         });
+        // The body may fail before the caller has attached its listeners (a malformed chunk in
+        // the same read as the head): that must not be an uncaught exception. Callers check
+        // `body.errored` before they commit to the response, and listen for 'error' after.
+        body.on('error', ignoreError);
         settled = true;
         resolve({ statusCode, headers: parseRawHeaders(rawHeaders) as IncomingHttpHeaders, body, trailers });
         return true;
