@@ -6,10 +6,14 @@
  * Ctrl-C (SIGINT) or SIGTERM stops everything cleanly: sidecars drain, apps stop, the temp
  * directory is removed, and no process is left behind.
  */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo';
 import { LocalMesh } from './local-mesh';
 import { loadLocalPlan } from './plan-loader';
+import { findProjectRoot } from './proxy-bundle';
 import { workloadsFromChart } from './topology';
 
 const USAGE = `Usage:
@@ -26,6 +30,29 @@ function number(name: string, value: string | undefined): number | undefined {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got "${value}"`);
   return n;
+}
+
+/**
+ * A TypeScript plan is loaded with ts-node 10, which crashes on TypeScript 7 with `Cannot read
+ * properties of undefined (reading 'fileExists')`; that is what `npm i typescript` installs
+ * today. Says so, naming the range package.json declares (peerDependencies.typescript) and the
+ * fix, before ts-node gets the chance. A missing TypeScript is left to the loader's message.
+ */
+export function checkPlanTypeScript(planFile: string, cwd: string = process.cwd()): void {
+  if (!/\.[cm]?tsx?$/.test(planFile)) return;
+  let installed: string;
+  try {
+    installed = (createRequire(path.join(cwd, 'noop.js'))('typescript/package.json') as { version: string }).version;
+  } catch {
+    return;
+  }
+  const manifest = JSON.parse(readFileSync(path.join(findProjectRoot(__dirname), 'package.json'), 'utf8')) as { peerDependencies?: Record<string, string> };
+  const range = manifest.peerDependencies?.typescript ?? '';
+  const below = /<\s*(\d+)/.exec(range);
+  if (below && Number(installed.split('.')[0]) >= Number(below[1])) {
+    throw new Error(`${planFile} is loaded with ts-node, which cannot run the TypeScript ${installed} installed in ${cwd}; `
+      + `typemesh supports typescript ${range}: run \`npm install --save-dev typescript@~5.9\``);
+  }
 }
 
 /** Runs the CLI; resolves with the exit code. */
@@ -47,6 +74,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
+  checkPlanTypeScript(planFile);
   const plan = loadLocalPlan(planFile);
   const abort = new AbortController();
   let stopping: Promise<void> | undefined;
