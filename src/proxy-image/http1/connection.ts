@@ -261,6 +261,10 @@ export class Http1Connection implements ExchangeRunner {
       this.destroy();
       return;
     }
+    // The last body chunk may have filled the consumer's buffer (the socket was paused for it) in
+    // the same read that completed the response: the body is all parsed, so the pause no longer
+    // serves anything, and a paused socket would never read the next response on this connection.
+    if (this.socket.isPaused()) this.socket.resume();
     this.owner.connectionIdle(this);
   }
 
