@@ -68,6 +68,9 @@ export const RetryOnSchema = z.enum([
   'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
 ]);
 
+/** The methods a retry policy with idempotentOnly retries: the idempotent methods of RFC 9110. */
+export const IDEMPOTENT_METHODS: readonly string[] = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'];
+
 /** Retries of a route. */
 export const RetryPolicySchema = z.strictObject({
   /** Retries after the first try (0 disables retries). */

@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { checkPolicyHasCallers } from './declared-policies';
 import { MeshService } from './mesh-service';
 import { ConnectionPoolOptions, OutlierDetectionOptions } from './traffic-options';
 
@@ -22,5 +23,6 @@ export class CircuitBreaker extends Construct {
     super(scope, id);
     props.service._setConnectionPool(this, props);
     if (props.outlierDetection) props.service._setOutlierDetection(this, props.outlierDetection);
+    checkPolicyHasCallers(this, props.service, 'circuit breaker');
   }
 }

@@ -58,6 +58,30 @@ export function fail(p: MeshValidationProblem): never {
   throw new MeshValidationError(p);
 }
 
+/**
+ * The construct metadata type of a TypeMesh synth warning (cdk8s has no warning annotations;
+ * this is what aws-cdk's Annotations.addWarning does with `aws:cdk:warning`).
+ */
+export const MESH_WARNING_METADATA = 'typemesh:warning';
+
+/**
+ * Records a declared policy that synthesizes but cannot (fully) take effect, in the same
+ * one-line form as an error, and prints it once to stderr, where `cdk8s synth` shows it.
+ * Call it from a validation (`node.addValidation`), so it sees the finished app.
+ */
+export function warn(p: MeshValidationProblem): void {
+  const message = formatProblem(p);
+  const node = p.construct.node;
+  if (node.metadata.some((m) => m.type === MESH_WARNING_METADATA && m.data === message)) return;
+  node.addMetadata(MESH_WARNING_METADATA, message);
+  process.stderr.write(`Warning: ${message}\n`);
+}
+
+/** Every TypeMesh synth warning under `scope` (an App or a Chart), in construct order; synth (or Testing.synth) first. */
+export function meshWarnings(scope: IConstruct): string[] {
+  return scope.node.findAll().flatMap((c) => c.node.metadata.filter((m) => m.type === MESH_WARNING_METADATA).map((m) => String(m.data)));
+}
+
 /** Fails unless `value` is a DNS-1123 label. */
 export function checkDnsLabel(construct: IConstruct, prop: string, value: string, example: string): void {
   if (typeof value !== 'string' || !DNS_1123_LABEL.test(value)) {

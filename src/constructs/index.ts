@@ -2,7 +2,7 @@
  * The TypeMesh cdk8s constructs: a Mesh, its MeshServices, and the traffic and security
  * policies that every sidecar enforces. See docs/constructs.md.
  */
-export { MeshValidationError } from './errors';
+export { MESH_WARNING_METADATA, MeshValidationError, meshWarnings } from './errors';
 export type { MeshValidationProblem } from './errors';
 export { AccessLogFormat, HTTP_METHODS, MtlsMode, Protocol, RetryOn, TracingCollector } from './values';
 export type { HttpMethod } from './values';

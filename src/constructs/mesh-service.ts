@@ -352,6 +352,11 @@ export class MeshService extends Construct {
    * is admitted by its own SPIFFE identity.
    */
   public allowFrom(source: MeshService | MeshGateway | Source, conditions: RequestConditions = {}): this {
+    if (source === this) {
+      // Almost always a slip for another service; once any allow rule exists every other
+      // caller is denied, so it would lock the service's real callers out.
+      fail({ construct: this, prop: 'allowFrom', value: this.serviceName, problem: `${this.serviceName} would allow itself: that rule admits only its own replicas, and once a service has an allow rule every caller no rule admits is denied`, fix: `name the calling service, e.g. ${this.serviceName}.allowFrom(callerService); if replicas really call each other, use allowFrom(Source.service(${this.serviceName}))` });
+    }
     this._addRule(this, 'ALLOW', [toSource(source)], conditions);
     if (source instanceof MeshService) source.callsTo(this);
     return this;

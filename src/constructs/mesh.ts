@@ -112,6 +112,9 @@ interface RegisteredService extends IConstruct {
   readonly serviceName: string;
 }
 
+/** Meshes whose constructor finished: one that failed validation stays in the tree but does not count. */
+const BUILT_MESHES = new WeakSet<Mesh>();
+
 /**
  * A service mesh in one namespace: trust domain, sidecar image, default mTLS mode,
  * telemetry defaults and the certificate authority.
@@ -151,6 +154,11 @@ export class Mesh extends Construct {
   constructor(scope: Construct, id: string, props: MeshProps) {
     super(scope, id);
     checkDnsLabel(this, 'namespace', props.namespace, 'shop');
+    // Two meshes of one namespace would synthesize the Namespace, Issuers and CA Certificate twice.
+    const twin = this.node.root.node.findAll().find((c) => c instanceof Mesh && BUILT_MESHES.has(c) && c.namespace === props.namespace);
+    if (twin) {
+      fail({ construct: this, prop: 'namespace', value: props.namespace, problem: `the mesh ${twin.node.path} already uses this namespace in the same app (its Namespace, Issuers and CA Certificate would be synthesized twice)`, fix: `add the services to that Mesh, or give this mesh another namespace` });
+    }
     this.namespace = props.namespace;
     this.trustDomain = props.trustDomain ?? 'cluster.local';
     if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(this.trustDomain)) {
@@ -188,6 +196,7 @@ export class Mesh extends Construct {
         durationMs(this, 'certificateAuthority.renewBefore', ca.renewBefore, 3_600_000),
       );
     }
+    BUILT_MESHES.add(this);
   }
 
   /** The mTLS mode of workloads that set none themselves. */

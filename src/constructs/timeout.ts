@@ -1,5 +1,6 @@
 import { Duration } from 'cdk8s';
 import { Construct } from 'constructs';
+import { checkPolicyHasCallers } from './declared-policies';
 import { DEFAULT_ROUTE, MeshService } from './mesh-service';
 import { durationMs } from './values';
 
@@ -21,5 +22,6 @@ export class Timeout extends Construct {
   constructor(scope: Construct, id: string, props: TimeoutProps) {
     super(scope, id);
     props.service._configureRoute(this, props.route ?? DEFAULT_ROUTE, 'timeout', durationMs(this, 'timeout', props.timeout));
+    checkPolicyHasCallers(this, props.service, 'timeout');
   }
 }

@@ -166,7 +166,8 @@ export interface OutlierDetectionOptions {
    * Cap on the endpoints of a version ejected at once, in percent, applied as in Envoy: an
    * endpoint is ejected only while fewer than this percentage are ejected, so one endpoint can
    * always be ejected (a 2-replica version at 10 % ejects its failing replica) and the cap
-   * applies beyond it. 0 turns ejection off.
+   * applies beyond it. 0 is refused (no endpoint could ever be ejected): omit
+   * `outlierDetection` instead.
    * @default 10
    */
   readonly maxEjectionPercent?: number;
@@ -197,6 +198,9 @@ export function retryConfig(c: IConstruct, prefix: string, o: RetryOptions): Ret
   checkPercentage(c, `${prefix}budgetPercent`, percent);
   const minPerSecond = o.minRetriesPerSecond ?? 10;
   checkInteger(c, `${prefix}minRetriesPerSecond`, minPerSecond, 0, 1_000_000);
+  if (o.attempts > 0 && percent === 0 && minPerSecond === 0) {
+    fail({ construct: c, prop: `${prefix}budgetPercent`, value: 0, problem: 'with minRetriesPerSecond 0 too, the retry budget allows no retry, so the policy never retries', fix: 'allow some retries (e.g. budgetPercent: 20), or set attempts: 0 to turn retries off' });
+  }
   return {
     attempts: o.attempts,
     perTryTimeoutMs: o.perTryTimeout ? durationMs(c, `${prefix}perTryTimeout`, o.perTryTimeout, 1) : 0,
@@ -250,6 +254,13 @@ export function outlierDetectionConfig(c: IConstruct, o: OutlierDetectionOptions
   checkInteger(c, 'outlierDetection.consecutive5xxErrors', consecutive5xxErrors, 0, 1_000_000);
   checkInteger(c, 'outlierDetection.consecutiveGatewayErrors', consecutiveGatewayErrors, 0, 1_000_000);
   checkPercentage(c, 'outlierDetection.maxEjectionPercent', maxEjectionPercent);
+  // Declared outlier detection that can never eject is refused rather than synthesized as a no-op.
+  if (consecutive5xxErrors === 0 && consecutiveGatewayErrors === 0) {
+    fail({ construct: c, prop: 'outlierDetection.consecutive5xxErrors', value: 0, problem: 'with consecutiveGatewayErrors 0 too, no error count ever ejects an endpoint', fix: 'set consecutive5xxErrors (e.g. 5) or consecutiveGatewayErrors, or omit outlierDetection' });
+  }
+  if (maxEjectionPercent === 0) {
+    fail({ construct: c, prop: 'outlierDetection.maxEjectionPercent', value: 0, problem: 'no endpoint may ever be ejected, so outlier detection does nothing', fix: 'omit maxEjectionPercent for the default 10 (one endpoint can always be ejected), or omit outlierDetection' });
+  }
   return {
     consecutive5xxErrors,
     consecutiveGatewayErrors,

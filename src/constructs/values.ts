@@ -82,9 +82,30 @@ export class TracingCollector {
   ) {}
 }
 
-/** Converts a Duration to integer milliseconds, failing with the prop's name when it is not whole or too small. */
+/**
+ * Converts a Duration to integer milliseconds, failing with the construct path and the prop's
+ * name when it is not a Duration, negative, not whole or too small. cdk8s's own Duration
+ * factories refuse a negative amount where the Duration is made (before any construct sees
+ * it); a Duration from another copy of cdk8s, a hand-made one or a plain number (from
+ * JavaScript) reaches this check instead of failing deep inside a construct without its path.
+ */
 export function durationMs(construct: IConstruct, prop: string, d: Duration, minMs = 0): number {
-  const ms = d.toMilliseconds({ integral: false });
+  const example = `Duration.millis(${Math.max(minMs, 1000)})`;
+  if (typeof (d as Partial<Duration> | undefined)?.toMilliseconds !== 'function') {
+    fail({ construct, prop, value: d, problem: 'is not a Duration', fix: `use a cdk8s Duration, e.g. ${example}` });
+  }
+  let ms: number;
+  try {
+    ms = d.toMilliseconds({ integral: false });
+  } catch (e) {
+    fail({ construct, prop, value: String(d), problem: `is not a valid Duration (${e instanceof Error ? e.message : String(e)})`, fix: `use e.g. ${example}` });
+  }
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) {
+    fail({ construct, prop, value: String(ms), problem: 'is not a finite number of milliseconds', fix: `use e.g. ${example}` });
+  }
+  if (ms < 0) {
+    fail({ construct, prop, value: `${ms}ms`, problem: 'must not be negative', fix: `use a Duration of at least ${minMs} ms, e.g. ${example}` });
+  }
   if (!Number.isInteger(ms) || ms < minMs) {
     fail({
       construct, prop, value: `${ms}ms`,

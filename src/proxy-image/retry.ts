@@ -4,7 +4,7 @@
  * retryOn applies whatever the method, as in Envoy and Istio; a policy with idempotentOnly
  * keeps POST, PATCH and CONNECT from being retried.
  */
-import type { RetryPolicyConfig } from '../config';
+import { IDEMPOTENT_METHODS, type RetryPolicyConfig } from '../config/schema';
 
 /** How one try ended. */
 export type TryOutcome =
@@ -13,7 +13,7 @@ export type TryOutcome =
   | { readonly kind: 'reset' }
   | { readonly kind: 'timeout' };
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+const IDEMPOTENT = new Set(IDEMPOTENT_METHODS);
 
 /** True when the method may be retried under the policy: any method, unless the policy is idempotentOnly. */
 export function methodRetriable(method: string, policy: RetryPolicyConfig): boolean {

@@ -1,6 +1,6 @@
-import { Duration } from 'cdk8s';
+import { App, Chart, Duration } from 'cdk8s';
 import {
-  AuthorizationPolicy, Canary, FaultInjection, Mesh, MeshService, MeshValidationError, PathMatch, RetryOn, RetryPolicy,
+  AuthorizationPolicy, Canary, CircuitBreaker, FaultInjection, Mesh, MeshService, MeshValidationError, meshWarnings, PathMatch, Protocol, RetryOn, RetryPolicy,
   Source, StrictMtls, Timeout, TracingCollector, TrafficMirror, TrafficSplit,
 } from '../../src';
 import { newChart, smallMesh, synth } from './helpers';
@@ -337,5 +337,147 @@ describe('telemetry validation', () => {
     expectProblem(() => new Mesh(chart, 'mesh2', { namespace: 'shop', telemetry: { tracing: { collector: TracingCollector.otlpHttp('grpc://otel:4317') } } }), {
       path: 'test/mesh2', prop: 'telemetry.tracing.collector.endpoint', value: 'grpc://otel:4317', problem: /must be an http\(s\) URL/, fix: /otlpHttp/,
     });
+  });
+});
+
+describe('declared means done: silent cases fail at synth', () => {
+  test('29. two Meshes of one namespace in one app', () => {
+    const chart = newChart();
+    new Mesh(chart, 'mesh', { namespace: 'shop' });
+    const other = new Chart(chart.node.scope as App, 'other');
+    expectProblem(() => new Mesh(other, 'mesh2', { namespace: 'shop', createNamespace: false }), {
+      path: 'other/mesh2', prop: 'namespace', value: 'shop', problem: /the mesh test\/mesh already uses this namespace in the same app/, fix: /add the services to that Mesh, or give this mesh another namespace/,
+    });
+    // Two namespaces in one app, or one namespace in two apps, are fine.
+    new Mesh(other, 'mesh3', { namespace: 'billing' });
+    new Mesh(newChart(), 'mesh', { namespace: 'shop' });
+  });
+
+  test('30. a service that allows itself', () => {
+    const { payment } = twoVersions();
+    expectProblem(() => payment.allowFrom(payment, { methods: ['POST'] }), {
+      path: 'test/payment', prop: 'allowFrom', value: 'payment', problem: /payment would allow itself/, fix: /payment\.allowFrom\(callerService\).*Source\.service\(payment\)/,
+    });
+    expect(payment.authorizationRules).toEqual([]);
+    // The explicit form stays possible for replicas that do call each other.
+    payment.allowFrom(Source.service(payment));
+    expect(payment.authorizationRules.map((r) => r.principals)).toEqual([[payment.identity]]);
+  });
+
+  test('31. a Duration that is not one, or negative, names the construct path and prop', () => {
+    const { chart, payment } = twoVersions();
+    // cdk8s itself refuses Duration.millis(-1) where it is made; a hand-made or foreign Duration reaches TypeMesh.
+    expect(() => Duration.millis(-1)).toThrow(/cannot be negative/);
+    const negative = { toMilliseconds: () => -500 } as unknown as Duration;
+    expectProblem(() => new Timeout(chart, 'timeout', { service: payment, timeout: negative }), {
+      path: 'test/timeout', prop: 'timeout', value: '-500ms', problem: /must not be negative/, fix: /Duration\.millis\(1000\)/,
+    });
+    expectProblem(() => new RetryPolicy(chart, 'retries', { service: payment, attempts: 2, perTryTimeout: 2000 as unknown as Duration }), {
+      path: 'test/retries', prop: 'perTryTimeout', value: 2000, problem: /is not a Duration/, fix: /cdk8s Duration/,
+    });
+    expectProblem(() => new CircuitBreaker(chart, 'cb', { service: payment, outlierDetection: { baseEjectionTime: { toMilliseconds: () => NaN } as unknown as Duration } }), {
+      path: 'test/cb', prop: 'outlierDetection.baseEjectionTime', value: 'NaN', problem: /not a finite number of milliseconds/, fix: /Duration\.millis/,
+    });
+  });
+
+  test('32. a retry budget that allows no retry', () => {
+    const { chart, payment } = twoVersions();
+    expectProblem(() => new RetryPolicy(chart, 'retries', { service: payment, attempts: 3, budgetPercent: 0, minRetriesPerSecond: 0 }), {
+      path: 'test/retries', prop: 'budgetPercent', value: 0, problem: /allows no retry/, fix: /budgetPercent: 20.*attempts: 0/,
+    });
+    // attempts: 0 turns retries off on purpose; a budget of nothing is then no contradiction.
+    new RetryPolicy(chart, 'off', { service: payment, attempts: 0, budgetPercent: 0, minRetriesPerSecond: 0 });
+  });
+
+  test('33. outlier detection that can never eject', () => {
+    const { chart, payment } = twoVersions();
+    expectProblem(() => new CircuitBreaker(chart, 'cb', { service: payment, outlierDetection: { consecutive5xxErrors: 0 } }), {
+      path: 'test/cb', prop: 'outlierDetection.consecutive5xxErrors', value: 0, problem: /no error count ever ejects/, fix: /consecutive5xxErrors \(e\.g\. 5\)/,
+    });
+    const b = twoVersions();
+    expectProblem(() => new CircuitBreaker(b.chart, 'cb', { service: b.payment, outlierDetection: { maxEjectionPercent: 0 } }), {
+      path: 'test/cb', prop: 'outlierDetection.maxEjectionPercent', value: 0, problem: /no endpoint may ever be ejected/, fix: /default 10/,
+    });
+  });
+});
+
+describe('declared means done: policies that cannot take effect warn at synth', () => {
+  /** Synthesizes the chart (as cdk8s synth does) and returns the TypeMesh warnings, with stderr kept quiet. */
+  function warningsOf(chart: Chart): string[] {
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      synth(chart);
+      const printed = write.mock.calls.map((c) => String(c[0]));
+      const recorded = meshWarnings(chart);
+      // What cdk8s synth prints is what the constructs recorded, once each.
+      expect(printed).toEqual(recorded.map((w) => `Warning: ${w}\n`));
+      return recorded;
+    } finally {
+      write.mockRestore();
+    }
+  }
+
+  test('the seed as written synthesizes without a warning', () => {
+    const { chart, order, payment } = twoVersions();
+    new Timeout(chart, 'timeout', { service: payment, timeout: Duration.seconds(5) });
+    new RetryPolicy(chart, 'retries', { service: payment, attempts: 3, perTryTimeout: Duration.seconds(2), retryOn: [RetryOn.FIVE_XX, RetryOn.RESET, RetryOn.CONNECT_FAILURE] });
+    new CircuitBreaker(chart, 'cb', { service: payment, maxConnections: 100, maxPendingRequests: 50, maxRequestsPerConnection: 2, outlierDetection: { consecutive5xxErrors: 5 } });
+    payment.allowFrom(order, { methods: ['POST'], paths: ['/process'] });
+    expect(warningsOf(chart)).toEqual([]);
+  });
+
+  test('34. a policy on a service that no sidecar calls', () => {
+    const chart = newChart();
+    const { services: [, lonely] } = smallMesh(chart, [{ name: 'order' }, { name: 'lonely' }]);
+    new RetryPolicy(chart, 'retries', { service: lonely, attempts: 2 });
+    new Timeout(chart, 'timeout', { service: lonely, timeout: Duration.seconds(3) });
+    new CircuitBreaker(chart, 'cb', { service: lonely, maxConnections: 10 });
+    const warnings = warningsOf(chart);
+    expect(warnings).toHaveLength(3);
+    for (const [path, policy] of [['test/retries', 'retry policy'], ['test/timeout', 'timeout'], ['test/cb', 'circuit breaker']]) {
+      expect(warnings).toContainEqual(expect.stringMatching(new RegExp(`^${path}: service = "lonely": no MeshService or MeshGateway calls lonely, so no sidecar carries this ${policy} .*Fix: declare the callers`)));
+    }
+    // Once someone calls it, the warnings go.
+    const again = newChart();
+    const { services: [order2, lonely2] } = smallMesh(again, [{ name: 'order' }, { name: 'lonely' }]);
+    new RetryPolicy(again, 'retries', { service: lonely2, attempts: 2 });
+    lonely2.allowFrom(order2);
+    expect(warningsOf(again)).toEqual([]);
+  });
+
+  test('35. idempotentOnly on a service that admits only POST, or a route that matches only POST', () => {
+    const { chart, order, payment } = twoVersions();
+    payment.allowFrom(order, { methods: ['POST'], paths: ['/process'] });
+    new RetryPolicy(chart, 'retries', { service: payment, attempts: 3, retryOn: [RetryOn.FIVE_XX], idempotentOnly: true });
+    expect(warningsOf(chart)).toEqual([
+      'test/retries: idempotentOnly = true: payment admits only POST (its allowFrom rules), which idempotentOnly never retries, so no request is ever retried. Fix: drop idempotentOnly (retryOn then applies to every method, as in Envoy and Istio) once a retried request cannot do its work twice, or remove the RetryPolicy',
+    ]);
+    const b = twoVersions();
+    b.payment.addRoute({ name: 'pay', match: [{ method: 'POST', path: PathMatch.exact('/process') }, { method: 'PATCH' }] });
+    new RetryPolicy(b.chart, 'retries', { service: b.payment, route: 'pay', attempts: 3, idempotentOnly: true });
+    expect(warningsOf(b.chart)).toEqual([expect.stringMatching(/^test\/retries: idempotentOnly = true: route "pay" of payment matches only POST, PATCH, which idempotentOnly never retries/)]);
+    // GET admitted too: the policy has something to retry.
+    const c = twoVersions();
+    c.payment.allowFrom(c.order, { methods: ['GET', 'POST'] });
+    new RetryPolicy(c.chart, 'retries', { service: c.payment, attempts: 3, idempotentOnly: true });
+    expect(warningsOf(c.chart)).toEqual([]);
+  });
+
+  test('36. gRPC retry conditions on a plain HTTP service', () => {
+    const { chart, payment } = twoVersions();
+    new RetryPolicy(chart, 'retries', { service: payment, attempts: 2, retryOn: [RetryOn.UNAVAILABLE, RetryOn.FIVE_XX] });
+    expect(warningsOf(chart)).toEqual([expect.stringMatching(/^test\/retries: retryOn = \["unavailable"\]: payment speaks plain HTTP .* no grpc-status.*Fix: give the service a Protocol\.GRPC port first/)]);
+    const g = newChart();
+    const { services: [client, grpc] } = smallMesh(g, [{ name: 'client' }, { name: 'grpc', ports: [{ port: 50051, protocol: Protocol.GRPC }] }]);
+    client.callsTo(grpc);
+    new RetryPolicy(g, 'retries', { service: grpc, attempts: 2, retryOn: [RetryOn.UNAVAILABLE] });
+    expect(warningsOf(g)).toEqual([]);
+  });
+
+  test('37. a per-try timeout equal to the route timeout', () => {
+    const { chart, payment } = twoVersions();
+    new Timeout(chart, 'timeout', { service: payment, timeout: Duration.seconds(2) });
+    new RetryPolicy(chart, 'retries', { service: payment, attempts: 2, perTryTimeout: Duration.seconds(2) });
+    expect(warningsOf(chart)).toEqual([expect.stringMatching(/^test\/retries: perTryTimeout = "2000ms": equals the timeout of route "default" of payment, so a try cut by it ends the whole request.*Fix: make perTryTimeout shorter/)]);
   });
 });
