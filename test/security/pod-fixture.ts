@@ -200,7 +200,8 @@ export class Agent {
 
 /** One thing the app saw. */
 export interface AppEvent {
-  readonly type: 'connection' | 'request';
+  /** 'complete': the request's body was read to its end (the app would act on it). */
+  readonly type: 'connection' | 'request' | 'complete';
   readonly port: number;
   readonly family: 'IPv4' | 'IPv6';
   readonly remote?: string;
@@ -222,7 +223,7 @@ export class Pod {
   /** Everything the app saw since `mark` (an index into events) that the normal client did not send. */
   public foreignEventsSince(mark: number): AppEvent[] {
     return this.events.slice(mark).filter((e) => {
-      if (e.type === 'request') return e.headers?.[NORMAL_HEADER] === undefined;
+      if (e.type === 'request' || e.type === 'complete') return e.headers?.[NORMAL_HEADER] === undefined;
       // Connections from the sidecar come from loopback; any other source went around it.
       return !isLoopback(e.remote);
     });
@@ -230,6 +231,11 @@ export class Pod {
 
   public requestsSince(mark: number): AppEvent[] {
     return this.events.slice(mark).filter((e) => e.type === 'request');
+  }
+
+  /** Requests whose body the app read to the end since mark (what an app acts on). */
+  public completedSince(mark: number): AppEvent[] {
+    return this.events.slice(mark).filter((e) => e.type === 'complete');
   }
 }
 
@@ -252,9 +258,63 @@ export function httpRequest(method: string, target: string, headers: Record<stri
   return lines.join('\r\n') + '\r\n\r\n' + body;
 }
 
-/** The status codes of every response head in a byte stream, in order. */
+/** One response read from a byte stream. */
+export interface ParsedResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * The responses in a byte stream, in order, framed by their Content-Length or chunked
+ * encoding (pipelined responses follow each other with no separator). Stops at the first
+ * thing that is not a well-formed response.
+ */
+export function parseResponses(data: string): ParsedResponse[] {
+  const out: ParsedResponse[] = [];
+  let i = 0;
+  while (i < data.length) {
+    const end = data.indexOf('\r\n\r\n', i);
+    if (end < 0) break;
+    const lines = data.slice(i, end).split('\r\n');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+    if (!m) break;
+    const headers: Record<string, string> = {};
+    for (const line of lines.slice(1)) {
+      const c = line.indexOf(':');
+      if (c > 0) headers[line.slice(0, c).trim().toLowerCase()] = line.slice(c + 1).trim();
+    }
+    let pos = end + 4;
+    let body = '';
+    const status = Number(m[1]);
+    if (headers['transfer-encoding']?.toLowerCase() === 'chunked') {
+      for (;;) {
+        const eol = data.indexOf('\r\n', pos);
+        if (eol < 0) return [...out, { status, headers, body }];
+        const size = parseInt(data.slice(pos, eol), 16);
+        pos = eol + 2;
+        if (!(size > 0)) {
+          const trailerEnd = data.indexOf('\r\n', pos);
+          pos = trailerEnd < 0 ? data.length : trailerEnd + 2;
+          break;
+        }
+        body += data.slice(pos, pos + size);
+        pos += size + 2;
+      }
+    } else if (status !== 204 && status !== 304 && (status >= 200 || status === 101)) {
+      const length = headers['content-length'] !== undefined ? Number(headers['content-length']) : status === 101 ? 0 : data.length - pos;
+      body = data.slice(pos, pos + length);
+      pos += length;
+    }
+    out.push({ status, headers, body });
+    i = pos;
+  }
+  return out;
+}
+
+/** The status codes of every response in a byte stream, in order. */
 export function statuses(data: string): number[] {
-  return [...data.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
+  return parseResponses(data).map((r) => r.status);
 }
 
 /**

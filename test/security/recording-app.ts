@@ -26,9 +26,12 @@ for (const port of ports) {
   for (const host of ['0.0.0.0', '::']) {
     const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
       // Recorded as soon as the head arrives: a request whose body is cut off still reached the app.
-      record({ type: 'request', port, family: familyOf(req.socket), remote: req.socket.remoteAddress, method: req.method, url: req.url, headers: req.headers });
+      const seen = { port, family: familyOf(req.socket), remote: req.socket.remoteAddress, method: req.method, url: req.url, headers: req.headers };
+      record({ type: 'request', ...seen });
       req.resume();
       req.on('end', () => {
+        // ...and again once its body is complete: what an app would act on.
+        record({ type: 'complete', ...seen });
         const body = req.method === 'POST' && req.url === '/process' ? 'paid' : `app saw ${req.method} ${req.url}`;
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
         res.end(body);
