@@ -64,6 +64,21 @@ export function setsB3(propagationHeaders: Readonly<Record<string, string>>): bo
   return propagationHeaders.b3 !== undefined || propagationHeaders['x-b3-traceid'] !== undefined;
 }
 
+/** An upper-case method token (RFC 9110 methods are case-sensitive; all registered ones are upper case). */
+const METHOD_TOKEN = /^[A-Z][A-Z-]*$/;
+
+/**
+ * Why a request's method is refused, or undefined. HTTP/1.1 methods are vetted by Node's parser
+ * (known upper-case methods only); HTTP/2 carries `:method` as a free-form pseudo-header, so a
+ * `delete` would escape a rule on DELETE and reach the app verbatim. Refused, not normalized: the
+ * app might treat `delete` differently from DELETE.
+ */
+export function methodRefusal(req: IncomingMessage): string | undefined {
+  if (req.httpVersionMajor !== 2) return undefined;
+  const m = req.method ?? '';
+  return METHOD_TOKEN.test(m) ? undefined : `bad request: invalid method "${m.slice(0, 32)}" (methods are upper-case tokens)`;
+}
+
 /** Sends a small plain-text error response, unless the response has started already. */
 export function sendError(res: ServerResponse, status: number, body: string, extraHeaders?: OutgoingHttpHeaders): void {
   if (res.headersSent) {

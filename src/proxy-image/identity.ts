@@ -11,6 +11,9 @@ import { createSecureContext, PeerCertificate, SecureContext } from 'node:tls';
 import { FileWatcher } from './file-watch';
 import { errorMessage, log } from './log';
 
+/** Node's cipher list at OpenSSL security level 2 (RSA >= 2048, EC >= 224 bits, for peers and ourselves). */
+export const MIN_KEY_STRENGTH_CIPHERS = `${tls.DEFAULT_CIPHERS}:@SECLEVEL=2`;
+
 /** The files of an identity. */
 export interface IdentityFiles {
   readonly certFile: string;
@@ -49,7 +52,9 @@ export function uriSans(cert: PeerCertificate | { subjectaltname?: string } | un
 /** Reads and validates the three files; throws when they do not form a usable identity. */
 export async function loadIdentity(files: IdentityFiles): Promise<IdentityMaterial> {
   const [cert, key, ca] = await Promise.all([readFile(files.certFile), readFile(files.keyFile), readFile(files.caFile)]);
-  const base: tls.SecureContextOptions = { cert, key, ca, minVersion: 'TLSv1.3' };
+  // OpenSSL security level 2 (Node's default is 1): peer certificates (client or server) with RSA
+  // keys under 2048 bits or EC keys under 224 bits fail verification at the handshake.
+  const base: tls.SecureContextOptions = { cert, key, ca, minVersion: 'TLSv1.3', ciphers: MIN_KEY_STRENGTH_CIPHERS };
   // createSecureContext throws when the key does not match the certificate (e.g. half-written rotation).
   const clientContext = createSecureContext(base);
   const x = new X509Certificate(cert);

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
 import { normalizePath } from './authz/path';
-import { forwardableHeaders, forwardableRequestHeaders, hasNoBody, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
+import { forwardableHeaders, forwardableRequestHeaders, hasNoBody, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import { spiffeIdFromSubjectAltName } from './identity';
 import type { ProxyObserver, RequestObservation } from './observer';
 import type { ProxyState } from './state';
@@ -43,6 +43,8 @@ export type InboundAdmission =
 
 /** Normalizes the path and authorizes the request. */
 export function admit(state: ProxyState, req: IncomingMessage): InboundAdmission {
+  const badMethod = methodRefusal(req);
+  if (badMethod) return { ok: false, status: 400, body: badMethod, flag: 'DPE' };
   const principal = peerPrincipal(req.socket);
   const norm = normalizePath(req.url ?? '/', state.config.inbound.pathNormalization);
   if (!norm.ok) return { ok: false, status: 400, body: `bad request: invalid path: ${norm.reason}`, flag: 'NP' };

@@ -14,7 +14,7 @@ import type { Pool } from 'undici';
 import { loadUndici } from './undici-loader';
 import { Canceller, discardBody, fromUndici, upstreamRequest, UpstreamResponse } from './upstream-request';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
-import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
+import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { backoffMs, methodRetriable, TryOutcome } from './retry';
 import { applyRewrite, CompiledRoute, hostWithoutPort, selectRoute } from './routing';
@@ -190,6 +190,11 @@ export class OutboundProxy {
       destinationService: entry?.config.name,
       connectionSecurity: entry ? 'mutual_tls' : 'none',
     });
+    const badMethod = methodRefusal(req);
+    if (badMethod) {
+      respond(res, obs, 400, badMethod, ['DPE']);
+      return;
+    }
     const loop = loopRefusal(req);
     if (loop) {
       respond(res, obs, 508, loop, ['NR']);
