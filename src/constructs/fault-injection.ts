@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { checkPolicyHasCallers } from './declared-policies';
 import { DEFAULT_ROUTE, MeshService } from './mesh-service';
 import { faultConfig, FaultOptions } from './traffic-options';
 
@@ -18,5 +19,6 @@ export class FaultInjection extends Construct {
   constructor(scope: Construct, id: string, props: FaultInjectionProps) {
     super(scope, id);
     props.service._configureRoute(this, props.route ?? DEFAULT_ROUTE, 'fault', faultConfig(this, '', props));
+    checkPolicyHasCallers(this, props.service, 'fault injection');
   }
 }

@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { checkPolicyHasCallers } from './declared-policies';
 import { DEFAULT_ROUTE, MeshService } from './mesh-service';
 import { MirrorOptions } from './traffic-options';
 
@@ -18,5 +19,6 @@ export class TrafficMirror extends Construct {
   constructor(scope: Construct, id: string, props: TrafficMirrorProps) {
     super(scope, id);
     props.service._setRouteMirror(this, props.route ?? DEFAULT_ROUTE, props, '');
+    checkPolicyHasCallers(this, props.service, 'mirror');
   }
 }

@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { checkPolicyHasCallers } from './declared-policies';
 import { checkDnsLabel, checkInteger, fail } from './errors';
 import { DEFAULT_ROUTE, MeshService } from './mesh-service';
 import { WeightedVersion } from './traffic-options';
@@ -21,6 +22,7 @@ export class TrafficSplit extends Construct {
   constructor(scope: Construct, id: string, props: TrafficSplitProps) {
     super(scope, id);
     props.service._setRouteSplit(this, props.route ?? DEFAULT_ROUTE, props.weights, 'weights');
+    checkPolicyHasCallers(this, props.service, 'traffic split');
   }
 }
 
@@ -60,5 +62,6 @@ export class Canary extends Construct {
       { version: props.stable, weight: 100 - props.canaryWeight },
       { version: props.canary, weight: props.canaryWeight },
     ], 'canaryWeight');
+    checkPolicyHasCallers(this, props.service, 'canary split');
   }
 }

@@ -432,9 +432,10 @@ describe('declared means done: policies that cannot take effect warn at synth', 
     new RetryPolicy(chart, 'retries', { service: lonely, attempts: 2 });
     new Timeout(chart, 'timeout', { service: lonely, timeout: Duration.seconds(3) });
     new CircuitBreaker(chart, 'cb', { service: lonely, maxConnections: 10 });
+    new FaultInjection(chart, 'fault', { service: lonely, abort: { httpStatus: 503, percentage: 1 } });
     const warnings = warningsOf(chart);
-    expect(warnings).toHaveLength(3);
-    for (const [path, policy] of [['test/retries', 'retry policy'], ['test/timeout', 'timeout'], ['test/cb', 'circuit breaker']]) {
+    expect(warnings).toHaveLength(4);
+    for (const [path, policy] of [['test/retries', 'retry policy'], ['test/timeout', 'timeout'], ['test/cb', 'circuit breaker'], ['test/fault', 'fault injection']]) {
       expect(warnings).toContainEqual(expect.stringMatching(new RegExp(`^${path}: service = "lonely": no MeshService or MeshGateway calls lonely, so no sidecar carries this ${policy} .*Fix: declare the callers`)));
     }
     // Once someone calls it, the warnings go.
