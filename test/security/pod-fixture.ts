@@ -51,6 +51,8 @@ export const APP_UID = 1000;
  * tests see the server close a connection within seconds rather than the 60 s default.
  */
 export const HEAD_TIMEOUT_MS = 1500;
+/** Short TLS handshake timeout for the sidecars (TYPEMESH_HANDSHAKE_TIMEOUT_MS), for the same reason. */
+export const HANDSHAKE_TIMEOUT_MS = 1500;
 const EXEC_TIMEOUT_MS = 15_000;
 
 /** Why the suite cannot run here, or undefined when it can. */
@@ -102,7 +104,7 @@ function sh(cmd: string, args: readonly string[]): string {
   }
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
@@ -518,6 +520,7 @@ export class PodFixture {
     const child = spawnIn(pod.ns, PROXY_UID, process.execPath, [this.proxyBundle, '--config', configFile], {
       NODE_ENV: 'production',
       TYPEMESH_REQUEST_HEAD_TIMEOUT_MS: String(HEAD_TIMEOUT_MS),
+      TYPEMESH_HANDSHAKE_TIMEOUT_MS: String(HANDSHAKE_TIMEOUT_MS),
     });
     pod.sidecar = new NsProcess(`${pod.name} sidecar`, child);
     this.processes.push(pod.sidecar);

@@ -48,6 +48,7 @@ const ATTACKS: Array<[string, string]> = [
   ['a valid request pipelined with a malformed one (bad version)', raw(['content-length: 2'], '{}') + 'GET /public HTTP/9.9\r\nhost: payment\r\n\r\n' + HIDDEN],
   ['a valid request pipelined with a malformed one (NUL in a header)', raw(['content-length: 2'], '{}') + 'GET /public HTTP/1.1\r\nhost: payment\r\nx-a: b\x00c\r\n\r\n' + HIDDEN],
   ['a valid request pipelined with a malformed one (CL+TE)', raw(['content-length: 2'], '{}') + raw(['content-length: 5', 'transfer-encoding: chunked'], chunkedHidden)],
+  ['Content-Length after 2100 other headers (past Node\'s maxHeadersCount)', raw([...Array.from({ length: 2100 }, (_, i) => `x-flood-${i}: v`), `content-length: ${Buffer.byteLength(HIDDEN)}`], HIDDEN)],
   ['HTTP/0.9 simple request', 'GET /admin/smuggled\r\n\r\n'],
   ['HTTP/1.0 with a chunked body', 'POST /process HTTP/1.0\r\nhost: payment\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n' + chunkedHidden],
 ];
