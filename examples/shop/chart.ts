@@ -5,19 +5,22 @@
  */
 import { App, Chart, Duration } from 'cdk8s';
 import {
-  Canary, CircuitBreaker, Mesh, MeshService, RetryOn, RetryPolicy, StrictMtls, Timeout,
+  Canary, CircuitBreaker, Mesh, MeshGateway, MeshService, RetryOn, RetryPolicy, StrictMtls, Timeout,
 } from '../../src';
 
 /** The image tag of the shop's apps (the same image, told which app to run by its args). */
 export const SHOP_IMAGE = 'ghcr.io/typemesh/examples-shop:0.1.0';
 /** Every shop app listens on this port. */
 export const SHOP_APP_PORT = 8080;
+/** The shop's public host name: the gateway routes it to order-service. */
+export const SHOP_HOST = 'shop.example.com';
 
 /** What {@link buildShopChart} returns. */
 export interface ShopChart {
   readonly app: App;
   readonly chart: Chart;
   readonly mesh: Mesh;
+  readonly gateway: MeshGateway;
   readonly services: {
     readonly order: MeshService;
     readonly payment: MeshService;
@@ -84,6 +87,13 @@ export function buildShopChart(app: App = new App({ outdir: 'dist' })): ShopChar
   new Canary(chart, 'inventory-canary', { service: inventory, stable: 'v1', canary: 'v2', canaryWeight: 10 });
   // Seed: STRICT mTLS for the namespace.
   new StrictMtls(chart, 'strict-mtls', { mesh });
+  // The way in from outside: customers reach order-service through the gateway, which calls it
+  // over mTLS as spiffe://cluster.local/ns/shop/sa/shop-gateway; nothing else may call order.
+  const gateway = new MeshGateway(chart, 'gateway', {
+    mesh, name: 'shop-gateway',
+    routes: [{ hosts: [SHOP_HOST], service: order }],
+  });
+  order.allowFrom(gateway, { methods: ['GET'], paths: ['/orders'] });
 
-  return { app, chart, mesh, services: { order, payment, inventory } };
+  return { app, chart, mesh, gateway, services: { order, payment, inventory } };
 }

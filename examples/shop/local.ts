@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import { bundleWithEsbuild, defineLocalPlan, DemoTrafficSpec, findProjectRoot, isFresh, LocalProcessSpec } from '../../src/local';
-import { buildShopChart } from './chart';
+import { buildShopChart, SHOP_HOST } from './chart';
 
 const root = findProjectRoot(__dirname);
 /** The shop apps' bundle. */
@@ -26,7 +26,21 @@ export function bundleShopApps(): void {
 /** Where the demo sends its traffic, and the resilience it must show (the run fails without it). */
 const traffic: DemoTrafficSpec = {
   entryWorkload: 'order-service',
+  // Customers' way in: plain HTTP to the gateway, which calls order-service over mTLS.
+  gateway: 'shop-gateway',
+  host: SHOP_HOST,
   path: '/orders?item=book',
+  legend: [
+    'payment-service v1 replica #1 is broken: it answers every /process with 503. order\'s sidecars retry those calls on another replica and, after 5 consecutive 5xx, eject it for 30 s (EJECTED)',
+    'payment-service v2 (the canary) fails 1 request in 10 with 503: order\'s sidecars retry them (RETRIES), so customers do not see them',
+  ],
+  // Payment answers 2.5 s late: each try is cut at the per-try 2 s and retried, and the 5 s
+  // route timeout ends the call with 504 (order then answers 502).
+  slowCalls: { path: '/orders?item=book&payDelayMs=2500', service: 'payment-service', why: 'payment answers 2.5 s late: each try is cut at the declared 2 s per-try timeout and retried, until the 5 s timeout answers 504' },
+  // Payment holds each call 1.5 s, so 500 orders at once need more than the 100 connections
+  // and 50 pending requests the CircuitBreaker allows each of the two order sidecars: the rest
+  // get 503 (and a queued call that waits past the 2 s per-try timeout gets 504).
+  burst: { path: '/orders?item=book&payDelayMs=1500', requests: 500, service: 'payment-service', why: 'payment holds each call 1.5 s: beyond 100 connections + 50 pending per order sidecar (the CircuitBreaker), calls are refused with 503 overflow' },
   versionOf: (body) => (body as { payment?: { version?: string } } | undefined)?.payment?.version,
   splitService: 'payment-service',
   // Only order-service may POST /process on payment-service: anyone else gets 403.

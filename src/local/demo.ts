@@ -3,12 +3,12 @@
  * a progress display and a live table, prints the final table, stops everything and
  * returns the exit code (0 when the mesh behaved, 1 when it did not).
  */
-import { DemoExpectations, DemoThresholds, judgeDemo } from './demo-verdict';
+import { DemoExpectations, DemoThresholds, explainPolicies, judgeDemo } from './demo-verdict';
 import { driverStats } from './driver-stats';
-import { LoadReport, LoadResult, runLoad, summarizeLoad } from './load-driver';
-import { LocalMesh } from './local-mesh';
+import { LoadReport, LoadResult, LoadTarget, runLoad, summarizeLoad } from './load-driver';
+import { ClientCredentials, LocalMesh } from './local-mesh';
 import { computeStats, configuredSplits, MeshScrape, scrapeMesh } from './mesh-stats';
-import type { DeniedProbeSpec, LocalPlan, LocalTrafficSpec } from './plan';
+import type { DeniedProbeSpec, InjectedRequestsSpec, LocalPlan, LocalTrafficSpec } from './plan';
 import { renderStatTable } from './stat-table';
 import { workloadsFromChart } from './topology';
 
@@ -66,8 +66,9 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
   try {
     const entry = mesh.instancesOf(traffic.entryWorkload);
     if (entry.length === 0) throw new Error(`traffic.entryWorkload "${traffic.entryWorkload}" names no workload of the chart (have: ${workloads.map((w) => w.name).join(', ')})`);
-    const credentials = await mesh.clientCredentials();
+    const way = await entryWay(mesh, traffic);
     const configs = workloads.map((w) => w.config);
+    printLegend(say, traffic, mesh);
     const before: MeshScrape = await scrapeMesh(mesh.instances);
     const results: LoadResult[] = [];
     const started = Date.now();
@@ -92,7 +93,9 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
       }
     };
     const probe = traffic.deniedProbe ? await startDeniedProbe(mesh, traffic.deniedProbe) : undefined;
-    say(`typemesh demo: sending traffic to ${traffic.entryWorkload} (${entry.length} instance${entry.length > 1 ? 's' : ''}) for ${durationMs / 1000} s over mTLS as ${credentials.spiffeId}`);
+    say(`typemesh demo: sending traffic ${way.description} for ${durationMs / 1000} s`);
+    // The slow calls run alongside the traffic; their failures are theirs, not the traffic's.
+    const slow = traffic.slowCalls ? injected(traffic.slowCalls, 3, way, traffic) : undefined;
     let drawing = Promise.resolve();
     const timer = setInterval(() => {
       drawing = drawing.then(draw).catch(() => undefined);
@@ -100,8 +103,7 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
     let report: LoadReport;
     try {
       report = await runLoad({
-        targets: entry.map((i) => ({ address: i.address, port: i.ports.inbound, identity: i.workload.config.workload.identity })),
-        credentials, path: traffic.path, method: traffic.method, host: traffic.entryWorkload,
+        targets: way.targets, credentials: way.credentials, path: traffic.path, method: traffic.method, host: way.host,
         concurrency: options.concurrency ?? 8, durationMs, versionOf: traffic.versionOf,
         onResult: (r) => results.push(r), signal: options.signal,
       });
@@ -110,20 +112,32 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
       await drawing;
       await probe?.stop();
     }
+    const slowReport = await slow;
     if (options.signal?.aborted) {
       say('\ntypemesh demo: interrupted');
       return 130;
     }
-    // Let the last responses' metrics land before the final scrape.
+    // Let the last responses' metrics land before the scrape. The table covers the traffic
+    // (and the slow calls) only: the burst comes after it and is measured on its own.
     await new Promise((r) => setTimeout(r, 300));
     const after = await scrapeMesh(mesh.instances);
+    if (tty && drawnLines > 0) out.write(`\u001b[${drawnLines}A\u001b[0J`);
+    drawnLines = 0;
+    let burst: { report: LoadReport; after: MeshScrape } | undefined;
+    if (traffic.burst) {
+      const n = traffic.burst.requests ?? 400;
+      say(`typemesh demo: burst of ${n} concurrent requests (${traffic.burst.path}) to show ${traffic.burst.service}'s connection pool overflow`);
+      const burstReport = await injected(traffic.burst, 400, way, traffic);
+      await new Promise((r) => setTimeout(r, 300));
+      burst = { report: burstReport, after: await scrapeMesh(mesh.instances) };
+    }
     const splitService = traffic.splitService;
     const configured = splitService ? configuredSplits(configs).get(splitService) : undefined;
     const metricRows = computeStats(before, after, configs);
     // Without sidecar metrics, the table falls back to what the driver measured itself.
     const fromDriver = metricRows.length === 0;
     const rows = fromDriver
-      ? driverStats({ report, entryService: traffic.entryWorkload, driverIdentity: credentials.spiffeId, splitService, configuredSplit: configured })
+      ? driverStats({ report, entryService: traffic.entryWorkload, driverIdentity: way.identity, splitService, configuredSplit: configured })
       : metricRows;
     if (tty && drawnLines > 0) out.write(`\u001b[${drawnLines}A\u001b[0J`);
     say('');
@@ -149,6 +163,23 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
       const notDenied = total - (p['403'] ?? 0);
       if (total === 0) problems.push(`no denied-probe request completed against ${traffic.deniedProbe!.workload}`);
       if (notDenied > 0) problems.push(`${notDenied} of ${total} requests from ${probe.identity} to ${traffic.deniedProbe!.workload} were not refused with 403`);
+    }
+    if (!fromDriver) {
+      const verdicts = explainPolicies({
+        configs, rows, before, after, splitService,
+        slowCalls: traffic.slowCalls && slowReport ? { service: traffic.slowCalls.service, report: slowReport } : undefined,
+        burst: traffic.burst && burst ? { service: traffic.burst.service, report: burst.report, before: after, after: burst.after } : undefined,
+        intruder: probe ? { workload: traffic.deniedProbe!.workload, identity: probe.identity, statuses: probe.statuses() } : undefined,
+        gateway: traffic.gateway ? { name: traffic.gateway, host: way.host, report } : undefined,
+      });
+      say('');
+      say('typemesh demo: what was declared, and what happened');
+      for (const v of verdicts) {
+        say(`  ${v.ok ? 'ok  ' : 'FAIL'} ${v.declared}`);
+        say(`       -> ${v.observed}`);
+        if (!v.ok) problems.push(`${v.declared}: ${v.observed}`);
+      }
+      say('');
     }
     if (problems.length === 0) {
       say('typemesh demo: the mesh behaved (exit 0)');
@@ -190,4 +221,60 @@ async function startDeniedProbe(mesh: LocalMesh, spec: DeniedProbeSpec): Promise
       await inFlight;
     },
   };
+}
+
+/** How the driver reaches the mesh: through a gateway (plain HTTP), or straight to the entry workload over mTLS. */
+interface EntryWay {
+  readonly targets: readonly LoadTarget[];
+  readonly credentials?: ClientCredentials;
+  readonly host: string;
+  /** Who the entry workload sees as the caller. */
+  readonly identity: string;
+  readonly description: string;
+}
+
+async function entryWay(mesh: LocalMesh, traffic: LocalTrafficSpec): Promise<EntryWay> {
+  const host = traffic.host ?? traffic.entryWorkload;
+  if (traffic.gateway) {
+    const gateways = mesh.instancesOf(traffic.gateway).filter((i) => i.gatewayListeners.length > 0);
+    if (gateways.length === 0) throw new Error(`traffic.gateway "${traffic.gateway}" names no MeshGateway of the chart`);
+    const listeners = gateways.map((g) => g.gatewayListeners.find((l) => l.protocol === 'http'));
+    if (listeners.some((l) => l === undefined)) throw new Error(`gateway ${traffic.gateway} has no http listener for the demo's traffic`);
+    return {
+      targets: listeners.map((l) => ({ address: l!.address, port: l!.port })),
+      host,
+      identity: gateways[0].workload.config.workload.identity,
+      description: `through gateway ${traffic.gateway} (${listeners.map((l) => l!.url).join(', ')}, Host: ${host}), as a customer outside the mesh`,
+    };
+  }
+  const entry = mesh.instancesOf(traffic.entryWorkload);
+  const credentials = await mesh.clientCredentials();
+  return {
+    targets: entry.map((i) => ({ address: i.address, port: i.ports.inbound, identity: i.workload.config.workload.identity })),
+    credentials,
+    host,
+    identity: credentials.spiffeId,
+    description: `to ${traffic.entryWorkload} (${entry.length} instance${entry.length > 1 ? 's' : ''}) over mTLS as ${credentials.spiffeId}`,
+  };
+}
+
+/** Sends an injected batch (slow calls or burst) all at once the way the traffic enters. */
+function injected(spec: InjectedRequestsSpec, defaultCount: number, way: EntryWay, traffic: LocalTrafficSpec): Promise<LoadReport> {
+  const n = spec.requests ?? defaultCount;
+  return runLoad({ targets: way.targets, credentials: way.credentials, path: spec.path, method: traffic.method, host: way.host, concurrency: n, requests: n, timeoutMs: 30_000 });
+}
+
+/** Says, before anything fails, which failures are injected on purpose and why. */
+function printLegend(say: (line: string) => void, traffic: LocalTrafficSpec, mesh: LocalMesh): void {
+  const lines = [...(traffic.legend ?? [])];
+  if (traffic.deniedProbe) {
+    const w = mesh.instancesOf(traffic.deniedProbe.workload)[0]?.workload.config.workload;
+    const identity = traffic.deniedProbe.identity ?? (w ? `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/typemesh-intruder` : 'typemesh-intruder');
+    lines.push(`an intruder (${identity}) sends ${traffic.deniedProbe.method ?? 'GET'} ${traffic.deniedProbe.path} to ${traffic.deniedProbe.workload} twice a second: no policy allows it, so every reply must be 403 (DENIED column)`);
+  }
+  if (traffic.slowCalls) lines.push(`${traffic.slowCalls.requests ?? 3} slow calls (${traffic.slowCalls.path}): ${traffic.slowCalls.why}`);
+  if (traffic.burst) lines.push(`after the traffic, a burst of ${traffic.burst.requests ?? 400} concurrent requests (${traffic.burst.path}): ${traffic.burst.why}`);
+  if (lines.length === 0) return;
+  say('typemesh demo: legend: these failures are injected on purpose, to show the declared policies at work');
+  for (const l of lines) say(`  - ${l}`);
 }

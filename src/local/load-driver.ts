@@ -1,24 +1,33 @@
 /**
- * The demo's and the tests' traffic: a closed-loop load driver that calls a workload's
- * inbound listeners over mTLS with a certificate from the mesh CA (as an ingress gateway
- * would), round-robin over its instances, and measures every request itself.
+ * The demo's and the tests' traffic: a closed-loop load driver that calls a MeshGateway's
+ * HTTP listeners as a client outside the mesh, or a workload's inbound listeners over mTLS
+ * with a certificate from the mesh CA, round-robin over the instances, and measures every
+ * request itself.
  */
+import * as http from 'node:http';
 import * as https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import type { ClientCredentials } from './local-mesh';
 
-/** One instance's inbound listener and the identity it must present. */
+/** One instance's inbound listener and the identity it must present (or a gateway's plain HTTP listener). */
 export interface LoadTarget {
   readonly address: string;
   readonly port: number;
-  /** The SPIFFE ID expected in the listener's certificate. */
-  readonly identity: string;
+  /**
+   * The SPIFFE ID expected in the listener's certificate.
+   * @default none: only for plain HTTP (no credentials)
+   */
+  readonly identity?: string;
 }
 
 /** Options of {@link runLoad}. */
 export interface LoadOptions {
   readonly targets: readonly LoadTarget[];
-  readonly credentials: ClientCredentials;
+  /**
+   * The client certificate for mTLS to inbound listeners.
+   * @default none: plain HTTP, as a client outside the mesh calls a gateway
+   */
+  readonly credentials?: ClientCredentials;
   /** Path (and query) of every request. */
   readonly path: string;
   /**
@@ -132,14 +141,16 @@ function checkSpiffe(expected: string) {
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   if (options.targets.length === 0) throw new Error('runLoad: no targets (is the entry workload running?)');
   if (options.requests === undefined && options.durationMs === undefined) throw new Error('runLoad: set requests, durationMs or both');
-  const agents = options.targets.map((t) => new https.Agent({
+  const creds = options.credentials;
+  const agents = options.targets.map((t) => (creds ? new https.Agent({
     keepAlive: true,
     maxSockets: options.concurrency ?? 8,
-    cert: options.credentials.cert,
-    key: options.credentials.key,
-    ca: options.credentials.ca,
-    checkServerIdentity: checkSpiffe(t.identity),
-  }));
+    cert: creds.cert,
+    key: creds.key,
+    ca: creds.ca,
+    checkServerIdentity: checkSpiffe(t.identity ?? ''),
+  }) : new http.Agent({ keepAlive: true, maxSockets: options.concurrency ?? 8 })));
+  const request = creds ? https.request : http.request;
   const started = Date.now();
   const results: LoadResult[] = [];
   let issued = 0;
@@ -148,10 +159,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     && (options.requests === undefined || issued < options.requests)
     && (options.durationMs === undefined || Date.now() - started < options.durationMs);
 
-  const one = (target: LoadTarget, agent: https.Agent): Promise<LoadResult> => new Promise((resolve) => {
+  const one = (target: LoadTarget, agent: http.Agent): Promise<LoadResult> => new Promise((resolve) => {
     const t0 = performance.now();
     const done = (r: Omit<LoadResult, 'latencyMs' | 'endedAtMs'>): void => resolve({ ...r, latencyMs: performance.now() - t0, endedAtMs: Date.now() - started });
-    const req = https.request({
+    const req = request({
       host: target.address, port: target.port, method: options.method ?? 'GET', path: options.path, agent,
       headers: { host: options.host ?? target.address },
       timeout: options.timeoutMs ?? 10_000,

@@ -53,8 +53,40 @@ export interface LocalPlan {
 
 /** Where the demo's load driver sends requests. */
 export interface LocalTrafficSpec {
-  /** The workload whose inbound listener receives the traffic, e.g. `order-service`. */
+  /**
+   * The workload that serves the traffic first, e.g. `order-service`. Without `gateway`, the
+   * driver calls its inbound listeners itself over mTLS with a made-up ingress identity.
+   */
   readonly entryWorkload: string;
+  /**
+   * The MeshGateway (its name) the traffic enters through, as customers' would: plain HTTP to
+   * its loopback listener, with `host` as the Host header.
+   * @default none: the driver calls entryWorkload's inbound listeners directly
+   */
+  readonly gateway?: string;
+  /**
+   * The Host header sent to the gateway (one of its route hosts).
+   * @default entryWorkload
+   */
+  readonly host?: string;
+  /**
+   * Lines of the demo's legend: what the plan breaks on purpose and why (printed at start, so
+   * injected failures are not mistaken for bugs). The demo adds lines for its own probes.
+   * @default none
+   */
+  readonly legend?: readonly string[];
+  /**
+   * Requests made slow on purpose, sent alongside the traffic, that a declared timeout must cut:
+   * each must end in 504 with the timeout flag (UT) at the callers' sidecars of `service`.
+   * @default none
+   */
+  readonly slowCalls?: InjectedRequestsSpec;
+  /**
+   * A burst of concurrent requests sent after the traffic, beyond a declared connection pool:
+   * the callers' sidecars of `service` must refuse some with 503 overflow (UO).
+   * @default none
+   */
+  readonly burst?: InjectedRequestsSpec;
   /** Path of each request, e.g. `/orders?item=book`. */
   readonly path: string;
   /**
@@ -80,6 +112,21 @@ export interface LocalTrafficSpec {
    * @default none
    */
   readonly deniedProbe?: DeniedProbeSpec;
+}
+
+/** Requests the demo injects to show a declared policy at work. */
+export interface InjectedRequestsSpec {
+  /** Path (and query) of each request, e.g. `/orders?item=book&payDelayMs=2500`. */
+  readonly path: string;
+  /**
+   * How many requests, all sent at once.
+   * @default 3 for slowCalls, 400 for burst
+   */
+  readonly requests?: number;
+  /** The service whose declared policy must act (its callers' sidecars are measured), e.g. `payment-service`. */
+  readonly service: string;
+  /** Why, in one line for the legend, e.g. `payment answers 2.5 s late: per-try timeout 2 s, route timeout 5 s`. */
+  readonly why: string;
 }
 
 /** A request from an unauthorized identity that the mesh must deny. */

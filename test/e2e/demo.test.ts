@@ -1,11 +1,13 @@
 /**
- * The demo (`npm run demo`) on the shop chart, shortened to 8 s of traffic: it must print
- * the stat table with payment's retries and ejections (the plan breaks one payment v1
- * replica and fails 10% of v2's requests on purpose), judge the mesh healthy (exit code 0),
- * and stop everything it started.
+ * The demo (`npm run demo`) on the shop chart, shortened to 8 s of traffic: its traffic
+ * enters through the shop's MeshGateway; it must print a legend of the failures it injects on
+ * purpose, the stat table with payment's retries and ejections (the plan breaks one payment
+ * v1 replica and fails 10% of v2's requests on purpose), a verdict line per declared policy
+ * with what was observed (the slow calls cut by the timeout, the burst refused by the pool),
+ * judge the mesh healthy (exit code 0), and stop everything it started.
  */
 import plan from '../../examples/shop/local';
-import { judgeDemo, livingProcesses, LoadReport, runDemo, ServiceVersionStats, summarizeLoad } from '../../src/local';
+import { explainPolicies, judgeDemo, livingProcesses, LoadReport, MeshScrape, runDemo, ServiceVersionStats, summarizeLoad, workloadsFromChart } from '../../src/local';
 
 /** The table's cells of one row, keyed by column header (cells are separated by 2+ spaces). */
 function tableRow(text: string, service: string, version: string): Record<string, string> {
@@ -35,6 +37,35 @@ test('the demo prints the stat table with retries and ejections and exits 0 on a
   expect(Number(v2.RETRIES)).toBeGreaterThan(0);
   // v2 has a single endpoint whose failures are 1 in 10, evenly spaced: never 5 in a row, so never ejected.
   expect(v2.EJECTED).toBe('0');
+  // The traffic came in through the gateway: order-service saw the gateway's identity.
+  expect(text).toMatch(/sending traffic through gateway shop-gateway \(http:\/\/127\.[0-9.]+:8080.*Host: shop\.example\.com\)/);
+  expect(tableRow(text, 'order-service', 'v1')['MTLS IDENTITIES SEEN']).toBe('shop/shop-gateway');
+
+  // The legend, before the traffic, names every injected failure and why.
+  const legendAt = text.indexOf('legend: these failures are injected on purpose');
+  expect(legendAt).toBeGreaterThan(0);
+  expect(legendAt).toBeLessThan(text.indexOf('sending traffic'));
+  const legend = text.slice(legendAt, text.indexOf('sending traffic'));
+  expect(legend).toMatch(/payment-service v1 replica #1 is broken: it answers every \/process with 503/);
+  expect(legend).toMatch(/an intruder \(spiffe:\/\/cluster\.local\/ns\/shop\/sa\/typemesh-intruder\) sends POST \/process to payment-service/);
+  expect(legend).toMatch(/3 slow calls .*2 s per-try timeout/);
+  expect(legend).toMatch(/a burst of 500 concurrent requests .*100 connections \+ 50 pending/);
+
+  // The verdict ties each declared policy to what happened, and every one held.
+  const verdict = (declared: RegExp): string => {
+    const lines = text.split('\n');
+    const i = lines.findIndex((l) => declared.test(l));
+    if (i < 0) throw new Error(`no verdict line ${declared} in:\n${text}`);
+    return `${lines[i]}\n${lines[i + 1]}`;
+  };
+  expect(verdict(/^ {2}ok {3}gateway shop-gateway: shop\.example\.com\/ -> order-service/)).toMatch(/order-service v1 saw the gateway's identity/);
+  expect(verdict(/^ {2}ok {3}split payment-service: v1 80% \/ v2 20%/)).toMatch(/-> v1 [0-9.]+% \/ v2 [0-9.]+%/);
+  expect(verdict(/^ {2}ok {3}retries payment-service: 3 attempts, 2 s per try/)).toMatch(/-> [1-9][0-9]* retries/);
+  expect(verdict(/^ {2}ok {3}outlier detection payment-service: eject after 5 consecutive 5xx for 30 s/)).toMatch(/ejections: v1 [12], v2 0/);
+  expect(verdict(/^ {2}ok {3}timeout payment-service: 5 s per request, 2 s per try/)).toMatch(/-> 3 slow calls: [3-9][0-9]* cut by the callers' sidecars with 504 \(UT\)/);
+  expect(verdict(/^ {2}ok {3}connection pool payment-service: 100 connections \+ 50 pending/)).toMatch(/burst of 500 concurrent requests: [1-9][0-9]* refused with 503 overflow/);
+  expect(verdict(/^ {2}ok {3}authorization payment-service: allow only order-service POST \/process/)).toMatch(/intruder typemesh-intruder: ([1-9][0-9]*) of \1 requests refused with 403/);
+  expect(text).not.toMatch(/^ {2}FAIL /m);
   expect(text).toContain('the mesh behaved (exit 0)');
   expect(code).toBe(0);
   expect(livingProcesses()).toEqual([]);
@@ -60,4 +91,27 @@ test('the verdict fails a run whose expected retries or ejections did not happen
   ]);
   // Without expectations, zero retries and ejections are fine.
   expect(judgeDemo(ok, [row('v1', 0, 0)])).toEqual([]);
+});
+
+test('a policy the demo exercised but that did not act is a failed verdict', () => {
+  const configs = workloadsFromChart(plan.chart()).map((w) => w.config);
+  const report = (status: number, n: number): LoadReport => summarizeLoad(Array.from({ length: n }, () => ({ status, latencyMs: 5000, endedAtMs: 0 })), 5000);
+  const scrape = (samples: Array<{ name: string; labels: Record<string, string>; value: number }>): MeshScrape => ({ at: 0, samples: new Map([['order-service/v1#0', samples]]) });
+  const empty = scrape([]);
+  const cut = { name: 'typemesh_requests_total', labels: { reporter: 'source', destination_service: 'payment-service', response_code: '504', response_flags: 'UT' }, value: 3 };
+  const overflow = { name: 'typemesh_pool_overflows_total', labels: { destination_service: 'payment-service' }, value: 7 };
+  const judge = (after: MeshScrape) => explainPolicies({
+    configs, rows: [], before: empty, after,
+    slowCalls: { service: 'payment-service', report: report(502, 3) },
+    burst: { service: 'payment-service', report: report(200, 10), before: empty, after },
+  }).filter((v) => /^(timeout|connection pool)/.test(v.declared));
+  // Nothing cut, nothing refused: both policies failed to show.
+  expect(judge(empty).map((v) => [v.declared, v.ok])).toEqual([
+    ['timeout payment-service: 5 s per request, 2 s per try', false],
+    ['connection pool payment-service: 100 connections + 50 pending per caller sidecar', false],
+  ]);
+  const seen = judge(scrape([cut, overflow]));
+  expect(seen.map((v) => v.ok)).toEqual([true, true]);
+  expect(seen[0].observed).toMatch(/^3 slow calls: 3 cut by the callers' sidecars with 504 \(UT\)/);
+  expect(seen[1].observed).toMatch(/^burst of 10 concurrent requests: 7 refused with 503 overflow/);
 });

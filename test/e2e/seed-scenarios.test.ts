@@ -340,8 +340,11 @@ describe('the seed\'s retries: one of two payment replicas dies while serving', 
     const ok = replies.filter(succeeded);
     expect({ ok: ok.length >= RETRY_REQUESTS * 0.995, failures: summary(replies.filter((r) => !succeeded(r))) }).toEqual({ ok: true, failures: expect.any(Object) });
     expect(new Set(ok.map((r) => r.body.pod))).toEqual(new Set([healthy.podName]));
-    // At least the held tries were retried (each was reset by the dying pod).
+    // At least the held tries were retried (each was reset by the dying pod)...
     expect(await retriesOf(order)).toBeGreaterThanOrEqual(heldWhenKilled);
+    // ...and the dead endpoint, which then refused every connection, was ejected by the seed's breaker.
+    const endpoints = (await clusterOf(order, 'payment-service')).subsets[0].endpoints;
+    expect(endpoints.find((e) => e.address === endpointKey(dying))?.ejected).toBe(true);
   }, 120_000);
 });
 
@@ -400,6 +403,8 @@ describe('the seed\'s circuit breaker: 100 connections, 50 pending, 2 requests p
   test('connections are recycled after 2 requests: 40 sequential requests open 20 connections at the payment sidecars', async () => {
     const order = only(mesh, 'order-service');
     const payments = mesh.instancesOf('payment-service/v1');
+    // Healthy whatever the previous test left (it heals the failing replica only when it passes).
+    await Promise.all(payments.map((p) => setFault(p, 'ok')));
     const accepted = async (): Promise<number> => (await Promise.all(payments.map((p) =>
       metricSum(p, 'typemesh_tcp_connections_opened_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' })))).reduce((a, b) => a + b, 0);
     const before = await accepted();

@@ -19,7 +19,10 @@ beforeAll(async () => {
   prepareApps();
   // inventory-service is left out (order skips the stock check) to keep the mesh small:
   // order x1, payment v1 x2, payment v2 x1.
-  const workloads = workloadsFromChart(plan.chart()).filter((w) => w.name !== 'inventory-service');
+  // The gateway is left out too: this test calls order-service's inbound listener itself,
+  // with the gateway's identity (the only one order-service admits; test/e2e/gateway.test.ts
+  // goes in through a real gateway).
+  const workloads = workloadsFromChart(plan.chart()).filter((w) => w.name !== 'inventory-service' && w.name !== 'shop-gateway');
   mesh = await LocalMesh.start({
     workloads,
     processes: {
@@ -30,7 +33,7 @@ beforeAll(async () => {
       'payment-service/v2': { ...plan.processes['payment-service/v2'], env: {} },
     },
   });
-  ingress = await mesh.clientCredentials();
+  ingress = await mesh.clientCredentials(SHOP('shop-gateway'));
 }, 120_000);
 
 afterAll(async () => {

@@ -25,7 +25,9 @@ serveJson('order-service', async (req) => {
     if (stock.status !== 200) return { status: 502, body: { id, error: 'inventory-service failed', upstream: stock } };
     inventory = stock.body;
   }
-  const payment = await requestJson('POST', `${paymentUrl}/process`, { order: id, amount: 42 });
+  // ?payDelayMs=N asks payment to answer late (the demo's slow calls and burst).
+  const payDelay = req.url.searchParams.get('payDelayMs');
+  const payment = await requestJson('POST', `${paymentUrl}/process${payDelay ? `?delayMs=${encodeURIComponent(payDelay)}` : ''}`, { order: id, amount: 42 });
   if (payment.status !== 200) return { status: 502, body: { id, error: 'payment-service failed', upstream: payment } };
   return { status: 200, body: { id, service: 'order-service', version, pod, inventory, payment: payment.body } };
 });

@@ -2,6 +2,8 @@
  * payment-service: charges an order. Versions differ only by the VERSION variable, and
  * FAIL_RATE (0 to 1) makes it fail that share of requests with FAIL_STATUS (default 503),
  * spread evenly (every 1/FAIL_RATE-th request) so demos and tests are repeatable.
+ * `/process?delayMs=N` answers N ms late (at most 10 s): the demo's slow calls, which show a
+ * declared timeout cutting them, and its burst, which holds connections to overflow a pool.
  */
 import { serveJson } from './json-server';
 
@@ -24,7 +26,8 @@ serveJson('payment-service', async (req) => {
   if (req.url.pathname === '/stats') return { status: 200, body: { requests, failures, version, pod } };
   if (req.url.pathname !== '/process') return { status: 404, body: { error: `no route ${req.url.pathname}` } };
   requests++;
-  if (latencyMs > 0) await new Promise((r) => setTimeout(r, latencyMs));
+  const delayMs = Math.min(10_000, Math.max(0, Number(req.url.searchParams.get('delayMs') ?? 0) || 0)) + latencyMs;
+  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   if (shouldFail(requests)) {
     failures++;
     return { status: failStatus, body: { error: 'payment failed (FAIL_RATE)', version, pod } };
