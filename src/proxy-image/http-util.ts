@@ -41,6 +41,12 @@ export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string,
 export const SOURCE_HEADER = 'x-typemesh-source';
 
 /**
+ * Mesh-internal: the hop marker of passthrough requests (see outbound.ts). Stripped before an
+ * app sees a request, so an app that copies headers onward cannot carry it into a false loop.
+ */
+export const LOOP_HEADER = 'x-typemesh-loop';
+
+/**
  * Copies request headers for forwarding (as {@link forwardableHeaders}) without the
  * mesh-internal x-typemesh-source, without header names containing `_` (Envoy's
  * `headers_with_underscores_action: DROP_HEADER`, nginx's default: CGI/WSGI apps read `x_debug`

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Canceller, discardBody, upstreamRequest, UpstreamResponse } from './upstream-request';
 import { normalizePath } from './authz/path';
-import { forwardableHeaders, forwardableRequestHeaders, hasNoBody, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
+import { forwardableHeaders, forwardableRequestHeaders, hasNoBody, LOOP_HEADER, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import { spiffeIdFromSubjectAltName } from './identity';
 import type { ProxyObserver, RequestObservation } from './observer';
 import type { ProxyState } from './state';
@@ -63,6 +63,7 @@ export function appHeaders(req: IncomingMessage, principal: string | undefined, 
   // HTTP/2 carries the authority as a pseudo-header; an HTTP/1.1 app needs it as Host.
   const authority = req.headers[':authority'];
   if (headers.host === undefined && typeof authority === 'string') headers.host = authority;
+  if (headers[LOOP_HEADER] !== undefined) delete headers[LOOP_HEADER];
   // Only this sidecar may state who the peer is: drop whatever the client claimed.
   delete headers['x-forwarded-client-cert'];
   if (principal) headers['x-forwarded-client-cert'] = ownId ? `By=${ownId};URI=${principal}` : `URI=${principal}`;

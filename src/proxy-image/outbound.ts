@@ -14,7 +14,7 @@ import type { Pool } from 'undici';
 import { loadUndici } from './undici-loader';
 import { Canceller, discardBody, fromUndici, upstreamRequest, UpstreamResponse } from './upstream-request';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
-import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
+import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, LOOP_HEADER, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { backoffMs, methodRetriable, TryOutcome } from './retry';
 import { applyRewrite, CompiledRoute, hostWithoutPort, selectRoute } from './routing';
@@ -48,7 +48,6 @@ export function requestTarget(req: IncomingMessage): RequestTarget | undefined {
  * carries its token. Address checks ({@link selfTarget}) cannot see every road back to this
  * sidecar (a DNS name, a NAT, a forwarder); a request that comes back carries the token.
  */
-export const LOOP_HEADER = 'x-typemesh-loop';
 const LOOP_TOKEN = randomBytes(8).toString('hex');
 /** More passthrough hops than this is a loop through several sidecars. */
 const MAX_PASSTHROUGH_HOPS = 8;

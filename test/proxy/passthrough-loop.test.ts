@@ -12,6 +12,23 @@ import { cleanup, freePort, onCleanup, rawExchange, SidecarProcess, sidecarPorts
 jest.setTimeout(40_000);
 afterAll(cleanup);
 
+/** Starts a TCP server on 127.0.0.1 that cleanup() closes, connections included. */
+async function tcpServer(onConnection: (s: net.Socket) => void): Promise<net.Server> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    onConnection(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onCleanup(() => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  }));
+  return server;
+}
+
 /** Requests the sidecar recorded, summed over every label set of typemesh_requests_total. */
 async function requestsHandled(p: SidecarProcess): Promise<number> {
   const r = await request(`${p.url('admin')}/metrics`);
@@ -68,15 +85,13 @@ describe('passthrough loop guard', () => {
 
   test('a road back no address check sees (a forwarder on another port) is stopped by the hop marker', async () => {
     let forwarded = 0;
-    const forwarder = net.createServer((client) => {
+    const forwarder = await tcpServer((client) => {
       forwarded++;
       const up = net.connect(sidecar.ports.outbound, '127.0.0.1');
       client.pipe(up).pipe(client);
-      client.on('error', () => up.destroy());
       up.on('error', () => client.destroy());
+      client.once('close', () => up.destroy());
     });
-    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
-    onCleanup(() => new Promise<void>((resolve) => forwarder.close(() => resolve())));
     const fport = (forwarder.address() as net.AddressInfo).port;
     const before = await requestsHandled(sidecar);
     const out = await viaOutbound(sidecar, `127.0.0.1:${fport}`);
@@ -91,9 +106,7 @@ describe('passthrough loop guard', () => {
   });
 
   test('the sidecar still passes other hosts through', async () => {
-    const app = net.createServer((s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n'));
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
-    onCleanup(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const app = await tcpServer((s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n'));
     const out = await viaOutbound(sidecar, `127.0.0.1:${(app.address() as net.AddressInfo).port}`);
     expect(out).toMatch(/^HTTP\/1\.1 200/);
   });

@@ -34,6 +34,7 @@ const SENT = [
   'te: gzip',
   'proxy-authorization: Basic c2VjcmV0',
   'x-typemesh-source: spiffe://cluster.local/ns/shop/sa/forged',
+  'x-typemesh-loop: 0123456789abcdef',
   'x-forwarded-client-cert: By=x;URI=spiffe://cluster.local/ns/shop/sa/forged',
   'x-hop: named-by-connection',
   'x_debug: 1',
@@ -84,7 +85,7 @@ describe('the Upgrade path shares the HTTP path\'s header hygiene, identity and 
     // And what they are: the sidecar's statement of the peer, nothing hop-by-hop or forged.
     expect(r.http['x-forwarded-client-cert']).toBe(`By=${PAYMENT_ID};URI=${ORDER_ID}`);
     expect(r.http['x-end-to-end']).toBe('kept');
-    for (const name of ['keep-alive', 'te', 'proxy-authorization', 'x-typemesh-source', 'x-hop', 'x_debug']) expect(r.http).not.toHaveProperty(name);
+    for (const name of ['keep-alive', 'te', 'proxy-authorization', 'x-typemesh-source', 'x-typemesh-loop', 'x-hop', 'x_debug']) expect(r.http).not.toHaveProperty(name);
   });
 
   test('passthrough host: the same headers over HTTP and over Upgrade, none of the hop-by-hop or mesh-internal ones', async () => {
@@ -93,6 +94,8 @@ describe('the Upgrade path shares the HTTP path\'s header hygiene, identity and 
     expect(r.upgradeOut).toMatch(/^HTTP\/1\.1 101/);
     expect(r.upgrade).toEqual(r.http);
     for (const name of ['keep-alive', 'te', 'proxy-authorization', 'x-typemesh-source', 'x-hop', 'x_debug']) expect(r.http).not.toHaveProperty(name);
+    // The hop marker: the app's value, then this sidecar's token (loops are refused by it).
+    expect(r.http['x-typemesh-loop']).toMatch(/^0123456789abcdef,[0-9a-f]{16}$/);
   });
 
   test('inbound: requests pipelined behind an Upgrade the app did not switch on never reach the app', async () => {
