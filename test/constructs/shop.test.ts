@@ -58,7 +58,7 @@ describe('examples/shop', () => {
     const configMaps = objects.filter((o) => o.kind === 'ConfigMap');
     expect(configMaps.map((c) => c.metadata.name)).toEqual([
       'payment-service-v1-sidecar', 'payment-service-v2-sidecar', 'inventory-service-v1-sidecar',
-      'inventory-service-v2-sidecar', 'order-service-v1-sidecar',
+      'inventory-service-v2-sidecar', 'order-service-v1-sidecar', 'shop-gateway-proxy',
     ]);
     for (const cm of configMaps) {
       const cfg = sidecarConfigOf(cm);
@@ -139,7 +139,7 @@ describe('examples/shop', () => {
     expect(orderInit.args.slice(-2)).toEqual(['--outbound-ports', '80']);
     // Only the init container has network capabilities.
     const withCaps = objects.filter((o) => o.kind === 'Deployment')
-      .flatMap((d) => [...d.spec.template.spec.containers, ...d.spec.template.spec.initContainers])
+      .flatMap((d) => [...d.spec.template.spec.containers, ...(d.spec.template.spec.initContainers ?? [])])
       .filter((c) => c.securityContext?.capabilities?.add);
     expect(new Set(withCaps.map((c) => c.name))).toEqual(new Set(['typemesh-init']));
   });
