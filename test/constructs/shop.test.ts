@@ -62,7 +62,8 @@ describe('examples/shop', () => {
     ]);
     for (const cm of configMaps) {
       const cfg = sidecarConfigOf(cm);
-      expect(`${cfg.workload.name}-${cfg.workload.version}-sidecar`).toBe(cm.metadata.name);
+      // A workload version's sidecar, or the gateway's proxy (it has no versions).
+      expect(cfg.gateway ? `${cfg.workload.name}-proxy` : `${cfg.workload.name}-${cfg.workload.version}-sidecar`).toBe(cm.metadata.name);
       expect(cfg.inbound.mtls.mode).toBe('STRICT');
     }
   });
