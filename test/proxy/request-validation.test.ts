@@ -62,7 +62,7 @@ describe('request validation', () => {
     const bundle = path.join(dir, 'payment', 'bundle.pem');
     writeFileSync(bundle, readFileSync(paymentFiles.caFile, 'utf8') + readFileSync(path.join(rsaDir, 'ca.pem'), 'utf8'));
     const authorization = { rules: [
-      { name: 'no-delete', action: 'DENY' as const, methods: ['DELETE'] },
+      { name: 'no-delete', action: 'DENY' as const, methods: ['DELETE' as const] },
       { name: 'no-debug', action: 'DENY' as const, headers: [{ name: 'x-debug', present: true }] },
     ] };
     payment = await startSidecar(dir, 'payment', workloadConfig({ name: 'payment', identity: PAYMENT_ID, ports: await sidecarPorts(), tls: { ...paymentFiles, caFile: bundle }, appPort: app.port, inbound: { mtls: { mode: 'PERMISSIVE' }, authorization } }));
