@@ -1,5 +1,5 @@
 import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,7 +12,8 @@ import * as YAML from 'yaml';
  * chart written against the installed package, `npx typemesh up` a local plan, send a request
  * through the mesh, stop it with SIGINT, and find no process left. It fails when the tarball
  * lacks lib/, the declarations, the bin or the sidecar bundle, or ships what a user does not
- * need. The fixture infra repo is test/install/fixture (main.ts, local.ts, app.js).
+ * need. It packs a fresh copy of this working tree (see freshCheckout). The fixture infra repo is
+ * test/install/fixture (main.ts, local.ts, app.js, cdk8s.yaml, tsconfig.json).
  *
  * Needs the npm registry (the user's dependencies come from it): skipped, with the reason
  * printed, only when `npm ping` fails.
@@ -82,6 +83,24 @@ function processesUnder(dir: string): string[] {
   return ps.stdout.split('\n').filter((l) => l.includes(dir) && !l.includes('ps -eo'));
 }
 
+/**
+ * A copy of this working tree as a fresh clone would have it (tracked and new files, nothing
+ * ignored: no lib/, no dist/), sharing node_modules. Packing there proves the prepack step
+ * builds everything, and its compile and bundle do not rewrite the dist/proxy bundle that
+ * other test files are running sidecars from.
+ */
+function freshCheckout(dest: string): string {
+  const ls = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' });
+  if (ls.status !== 0) throw new Error(`git ls-files failed in ${ROOT}: ${ls.stderr}`);
+  for (const f of ls.stdout.split('\0').filter(Boolean)) {
+    if (!existsSync(path.join(ROOT, f))) continue; // deleted, not yet committed
+    mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
+    copyFileSync(path.join(ROOT, f), path.join(dest, f));
+  }
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(dest, 'node_modules'), 'dir');
+  return dest;
+}
+
 describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up', () => {
   jest.setTimeout(4 * STEP_TIMEOUT_MS);
   const work = mkdtempSync(path.join(os.tmpdir(), 'typemesh-install-'));
@@ -93,14 +112,13 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
 
   beforeAll(async () => {
     // --json lists the files; prepack (compile + bundle) runs first, as for `npm publish`.
-    const out = await run('npm', ['pack', '--json', '--pack-destination', work], ROOT);
+    const out = await run('npm', ['pack', '--json', '--pack-destination', work], freshCheckout(path.join(work, 'checkout')));
     const packed = (JSON.parse(out.slice(out.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>)[0];
     tarball = path.join(work, packed.filename);
     packedFiles = packed.files.map((f) => f.path).sort();
 
     // A fresh infra repo, as `mkdir infra && npm init -y` leaves it, plus the user's files.
-    rmSync(infra, { recursive: true, force: true });
-    spawnSync('mkdir', ['-p', infra]);
+    mkdirSync(infra, { recursive: true });
     writeFileSync(path.join(infra, 'package.json'), `${JSON.stringify({ name: 'infra', version: '0.0.0', private: true }, null, 2)}\n`);
     for (const f of readdirSync(FIXTURE)) copyFileSync(path.join(FIXTURE, f), path.join(infra, f));
     await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...USER_DEPS], infra);
@@ -213,7 +231,7 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
 
   test('TypeScript 7 (what `npm i typescript` brings): npm names the supported range, and typemesh up says what to install', async () => {
     const infra7 = path.join(work, 'infra-ts7');
-    spawnSync('mkdir', ['-p', infra7]);
+    mkdirSync(infra7, { recursive: true });
     writeFileSync(path.join(infra7, 'package.json'), `${JSON.stringify({ name: 'infra-ts7', version: '0.0.0', private: true }, null, 2)}\n`);
     for (const f of readdirSync(FIXTURE)) copyFileSync(path.join(FIXTURE, f), path.join(infra7, f));
     // `typescript` without a range, as a user types it. (With an explicit `typescript@7`, npm
