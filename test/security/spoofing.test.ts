@@ -64,6 +64,18 @@ describeSecurity('identity spoofing by headers (PERMISSIVE)', () => {
     expect(identityHeadersSince(mark.target)).toEqual([]);
   });
 
+  test('underscore spellings (x_forwarded_client_cert, read as X-Forwarded-Client-Cert by CGI/WSGI apps) never reach the app', async () => {
+    const mark = fx.target.events.length;
+    const r = await fx.attacker.send(fx.target.ip, PORTS.app, httpRequest('GET', '/public', {
+      'host': 'payment', 'x_forwarded_client_cert': `URI=${PEER_ID}`, 'x_typemesh_source': PEER_ID, 'connection': 'close',
+    }));
+    // Refused, or forwarded without them.
+    expect(statuses(r.data)).toHaveLength(1);
+    await fx.normalCall();
+    const names = fx.target.requestsSince(mark).flatMap((e) => Object.keys(e.headers ?? {}));
+    expect(names.filter((h) => h.includes('_'))).toEqual([]);
+  });
+
   test('over mTLS as order, a forged x-forwarded-client-cert cannot add or replace the caller', async () => {
     const mark = fx.mark();
     const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('GET', '/public', {
