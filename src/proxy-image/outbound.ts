@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import type { Pool } from 'undici';
 import { loadUndici } from './undici-loader';
 import { Canceller, discardBody, fromUndici, upstreamRequest, UpstreamResponse } from './upstream-request';
+import { inboundListenAddresses, outboundListenAddresses } from '../config';
 import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
 import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, LOOP_HEADER, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
@@ -108,9 +109,21 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
+/** True when connecting to `host` reaches a listener bound to `bound`. */
+function reaches(host: string, bound: string): boolean {
+  // The unspecified address connects to the local host: never a legitimate passthrough target.
+  if (host === bound || host === '0.0.0.0' || host === '::') return true;
+  if (bound === '0.0.0.0' || bound === '::') {
+    if (isLoopback(host)) return true;
+    for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.address === host) return true;
+    return false;
+  }
+  return (host === 'localhost' || host.endsWith('.localhost')) && (bound === '127.0.0.1' || bound === '::1');
+}
+
 /**
  * When a passthrough target is one of this sidecar's own listeners (outbound, inbound or admin
- * port on an address that reaches them), the listener it would reach; else undefined.
+ * port on an address that reaches it), names that listener; else undefined.
  */
 export function selfTarget(authority: string, state: ProxyState): string | undefined {
   const l = state.config.listeners;
@@ -120,18 +133,12 @@ export function selfTarget(authority: string, state: ProxyState): string | undef
   const { host, port } = target;
   const listener = port === l.outboundPort ? 'outbound' : port === l.inboundPort ? 'inbound' : port === l.adminPort ? 'admin' : undefined;
   if (!listener) return undefined;
-  const bind = canonicalAuthority(l.bindAddress.includes(':') ? `[${l.bindAddress}]` : l.bindAddress)?.host ?? l.bindAddress;
-  const mine = (): boolean => {
-    // The unspecified address connects to the local host.
-    if (host === bind || host === '0.0.0.0' || host === '::') return true;
-    if (bind === '0.0.0.0' || bind === '::') {
-      if (isLoopback(host)) return true;
-      for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.address === host) return true;
-      return false;
-    }
-    return bind === '127.0.0.1' && (host === 'localhost' || host.endsWith('.localhost'));
-  };
-  return mine() ? `this sidecar's own ${listener} listener` : undefined;
+  const bound = listener === 'outbound' ? outboundListenAddresses(l) : inboundListenAddresses(l);
+  for (const b of bound) {
+    const canonical = canonicalAuthority(b.includes(':') ? `[${b}]` : b)?.host ?? b;
+    if (reaches(host, canonical)) return `this sidecar's own ${listener} listener`;
+  }
+  return undefined;
 }
 
 /** Dependencies of the outbound handler. */

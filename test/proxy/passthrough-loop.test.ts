@@ -63,6 +63,12 @@ describe('passthrough loop guard', () => {
     ['hex', '0x7f.0.0x0.0x1'],
     ['IPv4-mapped IPv6', '[::ffff:127.0.0.1]'],
     ['unspecified', '0.0.0.0'],
+    ['unspecified shorthand', '0'],
+    ['octal', '0177.0.0.1'],
+    ['one hex number', '0x7f000001'],
+    ['trailing dot', '127.0.0.1.'],
+    ['IPv4-mapped IPv6 in hex', '[::ffff:7f00:1]'],
+    ['name', 'LOCALHOST'],
     ['plain', '127.0.0.1'],
   ])('%s form of its own address (%s): 508, no loop (HTTP and Upgrade)', async (_form, address) => {
     const port = sidecar.ports.outbound;
