@@ -260,6 +260,46 @@ describeReal('interception rules in a real network namespace', () => {
 });
 
 /**
+ * iptables-legacy locks /run/xtables.lock, which a read-only root cannot create: the script
+ * must still install its rules there (issue 13). A private mount namespace gives the script a
+ * read-only, empty /run and its own /tmp; iptables and ip6tables are the legacy ones.
+ */
+const legacyReason = reason ?? (existsSync('/usr/sbin/iptables-legacy') && existsSync('/usr/sbin/ip6tables-legacy') && existsSync('/usr/bin/unshare') && existsSync('/usr/bin/nsenter')
+  ? undefined : 'iptables-legacy, ip6tables-legacy, unshare or nsenter missing');
+(legacyReason ? describe.skip : describe)('the script under iptables-legacy on a read-only /run', () => {
+  const NS = `tm5a-${process.pid}-ro`;
+  beforeAll(() => {
+    sh('ip', ['netns', 'add', NS]);
+  });
+  afterAll(() => {
+    try {
+      execFileSync('ip', ['netns', 'del', NS], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
+    } catch {
+      // already gone
+    }
+  });
+
+  it('falls back to a writable lock file and installs every rule', () => {
+    const script = generateInterceptionScript({ appPorts: [8080], outboundPorts: [80] });
+    const inside = [
+      // A fresh /tmp is mounted privately (and writable, like /dev/shm in a pod): the fallback lands there.
+      'mount -t tmpfs -o ro,size=1m tmpfs /run', 'mount -t tmpfs -o size=1m tmpfs /tmp',
+      'mkdir /tmp/bin', 'ln -s /usr/sbin/iptables-legacy /tmp/bin/iptables', 'ln -s /usr/sbin/ip6tables-legacy /tmp/bin/ip6tables',
+      'export PATH=/tmp/bin:$PATH',
+      // Without the fallback, iptables-legacy itself fails here.
+      'if iptables -w -t nat -L -n >/dev/null 2>&1; then echo "lock-ok"; else echo "lock-fails"; fi',
+      'sh -e -s', // the script, on stdin
+      'echo "v4 $(iptables-legacy-save -t nat | grep -c TYPEMESH)"', 'echo "v6 $(ip6tables-legacy-save -t nat | grep -c TYPEMESH)"',
+    ].join(' && ');
+    const out = sh('nsenter', [`--net=/run/netns/${NS}`, 'unshare', '-m', 'sh', '-c', inside], script);
+    const rules = script.split('\n').filter((l) => l.startsWith('iptables ') && / -A /.test(l)).length;
+    // iptables-save lists each chain (":CHAIN") and each rule mentioning TYPEMESH.
+    const expected = 4 + rules;
+    expect(out.split('\n').filter((l) => l !== '')).toEqual(['lock-fails', `v4 ${expected}`, `v6 ${expected}`]);
+  });
+});
+
+/**
  * The real sidecar (bundled, uid 1337) in a pod namespace with the rules generated from its
  * config, attacked from a peer namespace on the same link, as anyone on the pod network could.
  */
