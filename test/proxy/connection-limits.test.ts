@@ -80,6 +80,12 @@ describe('connection limits', () => {
     expect((await watchClose(s, 5000)).data).toMatch(/^HTTP\/1\.1 200/);
   });
 
+  test('PERMISSIVE: a TLS handshake that stops after its first bytes is closed', async () => {
+    const socket = net.connect(permissive.ports.inbound, '127.0.0.1', () => socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01])));
+    const r = await watchClose(socket, 20 * HANDSHAKE_TIMEOUT_MS);
+    expect(r).toEqual({ closed: true, data: '' });
+  });
+
   test.each(['inbound', 'outbound'] as const)('%s: a second request head trickled on a keep-alive connection is closed (408), and other clients are served meanwhile', async (listener) => {
     const port = listener === 'inbound' ? permissive.ports.inbound : permissive.ports.outbound;
     const host = listener === 'inbound' ? 'payment' : `127.0.0.1:${permissiveApp.port}`;
