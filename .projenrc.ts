@@ -192,10 +192,11 @@ project.package.addField('files', [
   'dist/proxy/typemesh-proxy.js',
   'API.md',
 ]);
-// `npm pack` / `npm publish` on a fresh clone compile and bundle first: lib/ and dist/ are not committed.
+// `npm pack` / `npm publish` on a fresh clone compile and bundle first: lib/ and dist/ are not
+// committed. lib/ is emptied first so that the output of a deleted source file never ships.
 project.addTask('prepack', {
   description: 'Compile and bundle the sidecar before npm packs the package',
-  steps: [{ spawn: 'compile' }, { spawn: 'bundle:proxy' }, { exec: 'chmod +x lib/local/cli.js' }],
+  steps: [{ exec: 'rm -rf lib' }, { spawn: 'compile' }, { spawn: 'bundle:proxy' }, { exec: 'chmod +x lib/local/cli.js' }],
 });
 
 // The sidecar image tag defaults to this version (ghcr.io/typemesh/proxy:<version>).
