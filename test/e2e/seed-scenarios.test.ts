@@ -25,7 +25,7 @@ import {
 import { ClientCredentials, LocalCertificateAuthority, LocalInstance, LocalMesh, LocalProcessSpec, workloadsFromChart } from '../../src/local';
 import { CaptureCollector } from '../proxy/telemetry-capture-collector';
 import {
-  appStats, bundleFaultApp, callIn, callOut, clusterOf, endpointKey, faultApp, inParallel, metricSum, pollUntil, processed, release, Reply, setFault, tally,
+  AppStats, appStats, bundleFaultApp, callIn, callOut, clusterOf, endpointKey, faultApp, inParallel, metricSum, pollUntil, processed, release, Reply, setFault, tally,
 } from './seed/seed-fixtures';
 
 /** The image the chart names; the local plan runs the fault app in its place. */
@@ -303,6 +303,24 @@ describe('the seed\'s retries: one of two payment replicas is slower than the 2 
     // Each cut try was retried.
     expect(await retriesOf(order)).toBe(tried);
   }, 120_000);
+
+  test('when both replicas are slow, the 5 s timeout ends the request with 504 after 3 tries of 2, 2 and 1 s (the 4th try that 3 retries allow does not fit)', async () => {
+    const order = only(mesh, 'order-service');
+    const payments = mesh.instancesOf('payment-service/v1');
+    await Promise.all(payments.map((p) => setFault(p, 'slow')));
+    const sum = (stats: readonly AppStats[], f: (s: AppStats) => number): number => stats.reduce((n, s) => n + f(s), 0);
+    const before = await Promise.all(payments.map(appStats));
+    const retriesBefore = await retriesOf(order);
+    const reply = await pay(order);
+    expect([reply.status, reply.body.text]).toEqual([504, 'upstream request timeout\n']);
+    // Tries of 2 s, 2 s and the last second of the 5: three reached the apps, and all three were cut.
+    const tries = (stats: readonly AppStats[]): number => sum(stats, (s) => s.served['POST /process'] ?? 0) - sum(before, (s) => s.served['POST /process'] ?? 0);
+    const after = await pollUntil(() => Promise.all(payments.map(appStats)), (s) => sum(s, (x) => x.abandoned) - sum(before, (x) => x.abandoned) >= tries(s));
+    expect(tries(after)).toBe(3);
+    expect(sum(after, (s) => s.abandoned) - sum(before, (s) => s.abandoned)).toBe(3);
+    expect(sum(after, (s) => s.statuses['200'] ?? 0) - sum(before, (s) => s.statuses['200'] ?? 0)).toBe(0);
+    expect(await retriesOf(order) - retriesBefore).toBe(2);
+  }, 60_000);
 });
 
 describe('the seed\'s retries: one of two payment replicas dies while serving', () => {
