@@ -125,8 +125,9 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     image: w.sidecarImage,
     command: ['typemesh-proxy'],
     args: ['--config', `${SIDECAR_CONFIG_DIR}/${SIDECAR_CONFIG_KEY}`],
+    // No containerPort for the outbound listener: it listens on loopback only and is reached
+    // by the pod's own processes, never through the pod IP.
     ports: [
-      { name: 'mesh-outbound', containerPort: SidecarPorts.OUTBOUND, protocol: 'TCP' },
       { name: 'mesh-inbound', containerPort: SidecarPorts.INBOUND, protocol: 'TCP' },
       { name: SIDECAR_ADMIN_PORT_NAME, containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
     ],
