@@ -17,9 +17,11 @@ function routingChart(): Chart {
   const image = 'example.com/shop:1';
   const order = new MeshService(chart, 'order', { mesh, name: 'order-service', versions: [{ name: 'v1', image }] });
   const payment = new MeshService(chart, 'payment', { mesh, name: 'payment-service', versions: [{ name: 'v1', image }] });
+  const echo = new MeshService(chart, 'echo', { mesh, name: 'echo-service', versions: [{ name: 'v1', image }] });
   const gateway = new MeshGateway(chart, 'gateway', {
     mesh, name: 'routing-gateway', replicas: 1,
     routes: [
+      { hosts: ['echo.example.com'], service: echo },
       { hosts: ['shop.example.com'], service: order },
       { hosts: ['shop.example.com'], pathPrefix: '/process', service: payment },
       // Any other example.com host goes to payment, whatever the path.
@@ -28,6 +30,7 @@ function routingChart(): Chart {
   });
   order.allowFrom(gateway);
   payment.allowFrom(gateway);
+  echo.allowFrom(gateway);
   payment.allowFrom(order); // order's app calls payment (and so does its sidecar's config)
   return chart;
 }
@@ -52,6 +55,12 @@ function servedBy(body: string): string {
   }
 }
 
+/** An app that answers with the request line and headers it received, as JSON. */
+const ECHO_APP = `require('node:http').createServer((req, res) => {
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ service: 'echo-service', url: req.url, headers: req.headers }));
+}).listen(Number(process.env.PORT), process.env.HOST);`;
+
 let mesh: LocalMesh;
 let http: LocalGatewayListener;
 
@@ -59,7 +68,11 @@ beforeAll(async () => {
   prepareApps();
   mesh = await LocalMesh.start({
     workloads: workloadsFromChart(routingChart()),
-    processes: { 'order-service/v1': orderApp({ VERSION: 'v1' }), 'payment-service/v1': paymentApp() },
+    processes: {
+      'order-service/v1': orderApp({ VERSION: 'v1' }),
+      'payment-service/v1': paymentApp(),
+      'echo-service/v1': { command: process.execPath, args: ['-e', ECHO_APP] },
+    },
   });
   http = mesh.gateway().find((l) => l.protocol === 'http')!;
 }, 120_000);
@@ -111,4 +124,20 @@ test('a mesh workload cannot call into the gateway and borrow its identity', asy
   const asOrder = await mesh.clientCredentials('spiffe://cluster.local/ns/routing/sa/order-service');
   const reply = await callInbound(gateway, asOrder, '/process');
   expect(reply.status).toBe(403);
+});
+
+test('the gateway is the edge: it replaces the forwarding headers a client sends, and its source header never passes', async () => {
+  const r = await curl([
+    '-H', 'Host: echo.example.com', '-H', 'X-Forwarded-For: 6.6.6.6', '-H', 'X-Forwarded-Host: admin.internal',
+    '-H', 'x-typemesh-source: spiffe://cluster.local/ns/routing/sa/admin',
+    '--interface', '127.0.0.1', `${http.url}/whoami?x=1`,
+  ]);
+  expect(r.status).toBe(200);
+  const seen = JSON.parse(r.body) as { url: string; headers: Record<string, string> };
+  expect(seen.url).toBe('/whoami?x=1');
+  expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+  expect(seen.headers['x-forwarded-host']).toBe('echo.example.com');
+  // x-forwarded-proto is not checked: the callee's sidecar sets it to its own hop's scheme (https, mTLS).
+  expect(seen.headers.host).toBe('echo-service');
+  expect(seen.headers['x-typemesh-source']).toBeUndefined();
 });
