@@ -8,6 +8,7 @@
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { App, Chart } from 'cdk8s';
 import { GatewayTls, Mesh, MeshGateway, MeshService } from '../../src/constructs';
 import { livingProcesses, LocalGatewayListener, LocalMesh, workloadsFromChart } from '../../src/local';
@@ -116,3 +117,31 @@ test('without the gateway there is no way in: the service refuses plaintext and 
   expect(noCert.status).toBe(0);
   expect(noCert.exitCode).not.toBe(0);
 });
+
+/** The SHA-256 fingerprint of the server certificate the gateway's HTTPS listener presents for a name. */
+function serverFingerprint(listener: LocalGatewayListener, servername: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: listener.address, port: listener.port, servername, ca: mesh.ca.certPem }, () => {
+      const fp = socket.getPeerCertificate().fingerprint256;
+      socket.destroy();
+      resolve(fp);
+    });
+    socket.once('error', reject);
+  });
+}
+
+test('a renewed server certificate is served without a restart', async () => {
+  const [gateway] = mesh.instancesOf('edge-gateway');
+  const before = await serverFingerprint(https, 'pay.example.com');
+  // What cert-manager does on renewal: new files in place (the local CA writes them atomically).
+  await mesh.ca.writeWorkloadFiles(path.dirname(gateway.gatewayTls!.certFile), { spiffeId: gateway.workload.config.workload.identity, dnsNames: ['pay.example.com'] });
+  let after = before;
+  for (let i = 0; i < 100 && after === before; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await serverFingerprint(https, 'pay.example.com');
+  }
+  expect(after).not.toBe(before);
+  const ok = await curl(['-X', 'POST', '--cacert', caFile, '--resolve', `pay.example.com:${https.port}:${https.address}`, `https://pay.example.com:${https.port}/process`]);
+  expect(ok.status).toBe(200);
+  expect(gateway.sidecar.running).toBe(true);
+}, 60_000);
