@@ -329,6 +329,13 @@ export const SidecarConfigSchema = z.strictObject({
       mergeSlashes: z.boolean().default(true),
       /** Refuse %2F, %5C and backslashes (the class of Istio's CVE-2021-31920). */
       rejectEncodedSlashes: z.boolean().default(true),
+      /**
+       * DENY rules on paths also match the path as apps that fold paths read it: case,
+       * `;params`, trailing dots and whitespace of a segment ignored (`/ADMIN`, `/admin;x`,
+       * `/admin.`, `/admin%20` are denied by a rule on `/admin`). Never widens an ALLOW rule.
+       * Unset means true (left out of the defaults so that configs written before it read the same).
+       */
+      foldForDenyRules: z.boolean().optional(),
     }).default({ mergeSlashes: true, rejectEncodedSlashes: true }),
   }),
   outbound: z.strictObject({

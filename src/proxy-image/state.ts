@@ -69,7 +69,7 @@ function appPoolFor(config: SidecarConfig, previous?: ProxyState): UpstreamPool 
  */
 export function buildState(config: SidecarConfig, deps: ClusterDeps, previous?: ProxyState): { state: ProxyState; retired: ServiceCluster[]; retiredAppPool?: UpstreamPool } {
   // Compiled first: it throws on rules it cannot compile, before any cluster is created.
-  const authorizer = new Authorizer(config.inbound.authorization.rules);
+  const authorizer = new Authorizer(config.inbound.authorization.rules, { foldForDenyRules: config.inbound.pathNormalization.foldForDenyRules ?? true });
   const oldByKey = new Map<string, ServiceCluster>();
   for (const c of previous?.clusters.values() ?? []) oldByKey.set(clusterKey(c.config), c);
   const hosts = new Map<string, ServiceEntry>();

@@ -9,6 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { namespaceOfSpiffeId } from '../../config/identity';
 import type { AuthorizationRule, HeaderMatch } from '../../config/schema';
+import { foldPathForDeny } from './path';
 
 /** What the authorizer looks at. */
 export interface AuthorizationRequest {
@@ -50,6 +51,8 @@ interface CompiledRule {
   readonly namespaces?: ReadonlySet<string>;
   readonly methods?: ReadonlySet<string>;
   readonly paths?: CompiledStringSet;
+  /** DENY rules: the paths folded as {@link foldPathForDeny} folds a request's path. */
+  readonly foldedPaths?: CompiledStringSet;
   readonly headers?: readonly CompiledHeaderMatch[];
   /** The decision returned when this rule decides. */
   readonly decision: Readonly<AuthorizationDecision>;
@@ -63,18 +66,22 @@ const DENY_NO_ALLOW_MATCH: Readonly<AuthorizationDecision> = Object.freeze({ all
 export class Authorizer {
   private readonly denyRules: readonly CompiledRule[];
   private readonly allowRules: readonly CompiledRule[];
+  private readonly foldForDeny: boolean;
 
   /**
    * @param rules the workload's rules (inbound.authorization.rules), already validated by
    * the config schema. Throws, naming the rule and field, on a rule that cannot be
    * compiled: an empty list (ambiguous: Istio reads it as "any", which would silently widen
    * an ALLOW rule) or an invalid regex.
+   * @param options.foldForDenyRules DENY rules on paths also match the request's folded path
+   * (inbound.pathNormalization.foldForDenyRules). @default false
    */
-  constructor(rules: readonly AuthorizationRule[]) {
+  constructor(rules: readonly AuthorizationRule[], options: { readonly foldForDenyRules?: boolean } = {}) {
+    this.foldForDeny = options.foldForDenyRules === true;
     const deny: CompiledRule[] = [];
     const allow: CompiledRule[] = [];
     rules.forEach((rule, index) => {
-      const compiled = compileRule(rule, index);
+      const compiled = compileRule(rule, index, rule.action === 'DENY' && options.foldForDenyRules === true);
       (rule.action === 'DENY' ? deny : allow).push(compiled);
     });
     this.denyRules = deny;
@@ -87,14 +94,19 @@ export class Authorizer {
     const path = pathOnly(req.path);
     // The namespace is read lazily: only rules with `namespaces` need it.
     let namespace: string | undefined | null = null;
+    let folded: string | undefined;
     for (const rule of this.denyRules) {
       if (rule.namespaces !== undefined && namespace === null) namespace = req.principal === undefined ? undefined : namespaceOfSpiffeId(req.principal);
-      if (matches(rule, req, path, namespace ?? undefined)) return rule.decision;
+      if (matches(rule, req, path, namespace ?? undefined, rule.paths)) return rule.decision;
+      if (this.foldForDeny && rule.foldedPaths !== undefined) {
+        if (folded === undefined) folded = foldPathForDeny(path);
+        if (folded !== path && matches(rule, req, folded, namespace ?? undefined, rule.foldedPaths)) return rule.decision;
+      }
     }
     if (this.allowRules.length === 0) return ALLOW_NO_RULES_MATCHING_DENY;
     for (const rule of this.allowRules) {
       if (rule.namespaces !== undefined && namespace === null) namespace = req.principal === undefined ? undefined : namespaceOfSpiffeId(req.principal);
-      if (matches(rule, req, path, namespace ?? undefined)) return rule.decision;
+      if (matches(rule, req, path, namespace ?? undefined, rule.paths)) return rule.decision;
     }
     return DENY_NO_ALLOW_MATCH;
   }
@@ -105,7 +117,7 @@ function pathOnly(path: string): string {
   return q === -1 ? path : path.slice(0, q);
 }
 
-function matches(rule: CompiledRule, req: AuthorizationRequest, path: string, namespace: string | undefined): boolean {
+function matches(rule: CompiledRule, req: AuthorizationRequest, path: string, namespace: string | undefined, paths: CompiledStringSet | undefined): boolean {
   if (rule.principals !== undefined) {
     // A request without a principal (plaintext) never matches a rule on principals.
     if (req.principal === undefined || !matchesSet(rule.principals, req.principal)) return false;
@@ -114,7 +126,7 @@ function matches(rule: CompiledRule, req: AuthorizationRequest, path: string, na
     if (namespace === undefined || !rule.namespaces.has(namespace)) return false;
   }
   if (rule.methods !== undefined && !rule.methods.has(req.method)) return false;
-  if (rule.paths !== undefined && !matchesSet(rule.paths, path)) return false;
+  if (paths !== undefined && !matchesSet(paths, path)) return false;
   if (rule.headers !== undefined) {
     for (const h of rule.headers) {
       if (!matchesHeader(h, req.headers[h.name])) return false;
@@ -144,7 +156,7 @@ function matchesHeader(h: CompiledHeaderMatch, raw: string | string[] | undefine
   }
 }
 
-function compileRule(rule: AuthorizationRule, index: number): CompiledRule {
+function compileRule(rule: AuthorizationRule, index: number, fold: boolean): CompiledRule {
   const where = `inbound.authorization.rules[${index}] ("${rule.name}")`;
   const nonEmpty = <T>(field: string, list: readonly T[] | undefined): readonly T[] | undefined => {
     if (list !== undefined && list.length === 0) {
@@ -164,6 +176,7 @@ function compileRule(rule: AuthorizationRule, index: number): CompiledRule {
     namespaces: namespaces && new Set(namespaces),
     methods: methods && new Set(methods),
     paths: paths && compileStringSet(paths),
+    foldedPaths: paths && fold ? compileStringSet(paths.map(foldPattern)) : undefined,
     headers: headers?.map((h, hi) => compileHeader(h, `${where}.headers[${hi}]`)),
     decision: Object.freeze({
       allowed,
@@ -171,6 +184,12 @@ function compileRule(rule: AuthorizationRule, index: number): CompiledRule {
       reason: allowed ? `allowed by rule "${rule.name}"` : `denied by rule "${rule.name}"`,
     }),
   };
+}
+
+/** A rule path folded like a request path ('*' and a prefix's trailing '*' kept). */
+function foldPattern(p: string): string {
+  if (p === '*') return p;
+  return p.endsWith('*') ? foldPathForDeny(p.slice(0, -1)) + '*' : foldPathForDeny(p);
 }
 
 /**

@@ -20,6 +20,50 @@ export interface PathNormalizationOptions {
    * @default true (in the sidecar config)
    */
   readonly rejectEncodedSlashes: boolean;
+  /**
+   * DENY rules also match the path as an app that folds paths reads it ({@link foldPathForDeny}):
+   * `/ADMIN`, `/admin;x`, `/admin.` and `/admin%20` are denied by a rule on `/admin`.
+   * @default true (in the sidecar config)
+   */
+  readonly foldForDenyRules?: boolean;
+}
+
+/**
+ * Percent-encoded whitespace (normalizePath has upper-cased the hex): space, tab, LF, VT, FF, CR.
+ * Apps that trim segments (Java's String.trim, IIS) drop them.
+ */
+const ENCODED_WHITESPACE = /%(?:20|09|0A|0B|0C|0D)/g;
+const TRAILING_DOTS_AND_SPACE = /[.\s]+$/;
+
+/**
+ * The form an app that folds paths would read a normalized path as, for DENY rules
+ * (inbound.pathNormalization.foldForDenyRules): each segment loses its `;params` (Tomcat,
+ * Spring), surrounding whitespace and trailing dots (IIS, Windows file names), and is
+ * lower-cased (case-insensitive servers); then slashes are merged and dot-segments removed
+ * again (`/x/..;/admin` is `/admin`). Only ever used to make a DENY match more, never an ALLOW,
+ * so it cannot widen what is allowed. Returns the path itself when there is nothing to fold.
+ */
+export function foldPathForDeny(path: string): string {
+  let needsWork = false;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c === 0x3b /* ; */ || c === PERCENT || c === 0x20 || (c === DOT && (i + 1 === path.length || path.charCodeAt(i + 1) === SLASH))) {
+      needsWork = true;
+      break;
+    }
+  }
+  if (!needsWork) return path;
+  const segments = path.split('/');
+  for (let i = 1; i < segments.length; i++) {
+    let s = segments[i];
+    const semi = s.indexOf(';');
+    if (semi >= 0) s = s.slice(0, semi);
+    if (s.includes('%')) s = s.replace(ENCODED_WHITESPACE, ' ');
+    s = s.trim();
+    if (s !== '.' && s !== '..') s = s.replace(TRAILING_DOTS_AND_SPACE, '');
+    segments[i] = s.toLowerCase();
+  }
+  return removeDotSegments(segments.join('/'), true);
 }
 
 /** The result of normalizePath: the normalized request-target, or why it was refused. */
