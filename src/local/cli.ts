@@ -3,6 +3,7 @@
  * The local runner's command line:
  *   typemesh up <plan module> [--netns]      run the mesh until Ctrl-C
  *   typemesh demo <plan module> [options]    run it, drive traffic, print the table, exit 0/1
+ *   typemesh init [dir]                      write a small working infra repo (chart + plan)
  * Ctrl-C (SIGINT) or SIGTERM stops everything cleanly: sidecars drain, apps stop, the temp
  * directory is removed, and no process is left behind.
  */
@@ -13,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { runDemo } from './demo';
 import { LocalMesh } from './local-mesh';
 import { loadLocalPlan } from './plan-loader';
+import { infraRepoNextSteps, writeInfraRepo } from './init';
 import { findProjectRoot } from './proxy-bundle';
 import { workloadsFromChart } from './topology';
 
@@ -22,6 +24,9 @@ const USAGE = `Usage:
       --netns   run every instance in its own network namespace with transparent interception (root)
   typemesh demo <plan module> [--netns] [--duration <s>] [--concurrency <n>] [--min-success <0..1>] [--max-split-deviation <points>]
       Start the mesh, drive traffic (default 20 s), print the stat table; exit 1 if the mesh misbehaved.
+  typemesh init [dir]
+      Write a small working infra repo into dir (default .): main.ts (the chart cdk8s synth runs),
+      local.ts (a plan for typemesh up), app.js, cdk8s.yaml, tsconfig.json. Overwrites nothing.
 
 A plan module exports defineLocalPlan({ chart, processes, traffic }) (see docs/local.md).`;
 
@@ -70,6 +75,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     },
   });
   const [command, planFile] = positionals;
+  if (command === 'init' && !values.help) {
+    const dir = planFile ?? '.';
+    writeInfraRepo(dir);
+    process.stdout.write(`${infraRepoNextSteps(dir)}\n`);
+    return 0;
+  }
   if (values.help || !command || !planFile || !['up', 'demo'].includes(command)) {
     process.stderr.write(`${USAGE}\n`);
     return values.help ? 0 : 2;

@@ -1,31 +1,31 @@
 import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as YAML from 'yaml';
+import { INFRA_DEPENDENCIES, INFRA_DEV_DEPENDENCIES } from '../../src/local/init';
 
 /**
  * The install path, walked as a user walks it: `npm pack` this checkout, install the tarball
- * into a fresh infra repo next to cdk8s, cdk8s-cli, ts-node and TypeScript, `cdk8s synth` a
- * chart written against the installed package, `npx typemesh up` a local plan, send a request
+ * into a fresh infra repo next to cdk8s, let `npx typemesh init` write the repo's chart and
+ * plan, add cdk8s-cli, ts-node and TypeScript, `cdk8s synth` the chart, `npx typemesh up` the
+ * plan, send a request
  * through the mesh, stop it with SIGINT, and find no process left. It fails when the tarball
  * lacks lib/, the declarations, the bin or the sidecar bundle, or ships what a user does not
- * need. It packs a fresh copy of this working tree (see freshCheckout). The fixture infra repo is
- * test/install/fixture (main.ts, local.ts, app.js, cdk8s.yaml, tsconfig.json).
+ * need. It packs a fresh copy of this working tree (see freshCheckout).
  *
  * Needs the npm registry (the user's dependencies come from it): skipped, with the reason
  * printed, only when `npm ping` fails.
  */
 
 const ROOT = path.resolve(__dirname, '../..');
-const FIXTURE = path.join(__dirname, 'fixture');
-/** What a user installs beside typemesh: the set README.md "Install" shows. */
-const USER_DEPS = ['cdk8s@^2.70.0', 'cdk8s-cli@^2.200.0', 'constructs@^10.4.2', 'ts-node@^10.9.2', 'typescript@~5.9', '@types/node@^20'];
 /** Bounds for the slow steps (registry downloads, a cold `cdk8s synth`): a hang fails, a slow machine does not. */
 const STEP_TIMEOUT_MS = 5 * 60_000;
 
+/** Bounded, quiet installs that reuse npm's cache. */
+const NPM_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline'];
 const execFileP = promisify(execFile);
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; files: string[] };
 
@@ -107,6 +107,7 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
   const infra = path.join(work, 'infra');
   let tarball = '';
   let packedFiles: string[] = [];
+  let initOutput = '';
   let up: ChildProcess | undefined;
   const upPids: number[] = [];
 
@@ -117,11 +118,13 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
     tarball = path.join(work, packed.filename);
     packedFiles = packed.files.map((f) => f.path).sort();
 
-    // A fresh infra repo, as `mkdir infra && npm init -y` leaves it, plus the user's files.
+    // A fresh infra repo, as `mkdir infra && npm init -y` leaves it; then the steps README.md
+    // "Install" and `typemesh init` give.
     mkdirSync(infra, { recursive: true });
     writeFileSync(path.join(infra, 'package.json'), `${JSON.stringify({ name: 'infra', version: '0.0.0', private: true }, null, 2)}\n`);
-    for (const f of readdirSync(FIXTURE)) copyFileSync(path.join(FIXTURE, f), path.join(infra, f));
-    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...USER_DEPS], infra);
+    await run('npm', ['install', ...NPM_FLAGS, tarball, ...INFRA_DEPENDENCIES], infra);
+    initOutput = await run('npx', ['--no-install', 'typemesh', 'init'], infra);
+    await run('npm', ['install', ...NPM_FLAGS, '--save-dev', ...INFRA_DEV_DEPENDENCIES], infra);
   });
 
   afterAll(() => {
@@ -156,6 +159,16 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
     const help = spawnSync('npx', ['--no-install', 'typemesh'], { cwd: infra, env: userEnv(), encoding: 'utf8', timeout: STEP_TIMEOUT_MS });
     expect(help.status).toBe(2);
     expect(help.stderr).toContain('typemesh up <plan module>');
+  });
+
+  test('typemesh init wrote the repo, says what to install next, and overwrites nothing', () => {
+    for (const f of ['main.ts', 'local.ts', 'app.js', 'cdk8s.yaml', 'tsconfig.json']) expect(existsSync(path.join(infra, f))).toBe(true);
+    expect(initOutput).toContain(`npm install --save-dev ${INFRA_DEV_DEPENDENCIES.join(' ')}`);
+    const before = readFileSync(path.join(infra, 'main.ts'), 'utf8');
+    const again = spawnSync('npx', ['--no-install', 'typemesh', 'init'], { cwd: infra, env: userEnv(), encoding: 'utf8', timeout: STEP_TIMEOUT_MS });
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('already has main.ts, local.ts, app.js, cdk8s.yaml, tsconfig.json');
+    expect(readFileSync(path.join(infra, 'main.ts'), 'utf8')).toBe(before);
   });
 
   test('cdk8s synth of a user chart writes Deployments with the sidecar injected', async () => {
@@ -233,16 +246,16 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
     const infra7 = path.join(work, 'infra-ts7');
     mkdirSync(infra7, { recursive: true });
     writeFileSync(path.join(infra7, 'package.json'), `${JSON.stringify({ name: 'infra-ts7', version: '0.0.0', private: true }, null, 2)}\n`);
-    for (const f of readdirSync(FIXTURE)) copyFileSync(path.join(FIXTURE, f), path.join(infra7, f));
     // `typescript` without a range, as a user types it. (With an explicit `typescript@7`, npm
     // refuses the install outright: ERESOLVE, naming the same range.)
-    const deps = USER_DEPS.map((d) => (d.startsWith('typescript@') ? 'typescript' : d));
-    const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...deps], { cwd: infra7, env: userEnv(), encoding: 'utf8', timeout: STEP_TIMEOUT_MS });
+    const deps = [...INFRA_DEPENDENCIES, ...INFRA_DEV_DEPENDENCIES].map((d) => (d.startsWith('typescript@') ? 'typescript' : d));
+    const install = spawnSync('npm', ['install', ...NPM_FLAGS, tarball, ...deps], { cwd: infra7, env: userEnv(), encoding: 'utf8', timeout: STEP_TIMEOUT_MS });
     expect(install.status).toBe(0);
     const tsc = JSON.parse(readFileSync(path.join(infra7, 'node_modules/typescript/package.json'), 'utf8')) as { version: string };
     // The premise: the registry's latest TypeScript is outside the supported range (7.x when written).
     expect(Number(tsc.version.split('.')[0])).toBeGreaterThanOrEqual(6);
     expect(install.stderr).toContain(`peerOptional typescript@"${(pkg as { peerDependencies?: Record<string, string> }).peerDependencies?.typescript}" from typemesh`);
+    await run('npx', ['--no-install', 'typemesh', 'init'], infra7);
     const upTs7 = spawnSync('npx', ['--no-install', 'typemesh', 'up', 'local.ts'], { cwd: infra7, env: userEnv(), encoding: 'utf8', timeout: STEP_TIMEOUT_MS });
     expect(upTs7.status).toBe(1);
     expect(upTs7.stderr).toContain('typemesh supports typescript >=5.0 <6: run `npm install --save-dev typescript@~5.9`');
