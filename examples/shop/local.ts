@@ -37,10 +37,11 @@ const traffic: DemoTrafficSpec = {
   // Payment answers 2.5 s late: each try is cut at the per-try 2 s and retried, and the 5 s
   // route timeout ends the call with 504 (order then answers 502).
   slowCalls: { path: '/orders?item=book&payDelayMs=2500', service: 'payment-service', why: 'payment answers 2.5 s late: each try is cut at the declared 2 s per-try timeout and retried, until the 5 s timeout answers 504' },
-  // Payment holds each call 1.5 s, so 500 orders at once need more than the 100 connections
-  // and 50 pending requests the CircuitBreaker allows each of the two order sidecars: the rest
-  // get 503 (and a queued call that waits past the 2 s per-try timeout gets 504).
-  burst: { path: '/orders?item=book&payDelayMs=1500', requests: 500, service: 'payment-service', why: 'payment holds each call 1.5 s: beyond 100 connections + 50 pending per order sidecar (the CircuitBreaker), calls are refused with 503 overflow' },
+  // 60 orders at once, each paid in 10 instalments charged together, and payment holds each
+  // charge 0.8 s: about 300 calls at once per order sidecar, beyond the 100 connections and
+  // 50 pending requests the CircuitBreaker allows it, so the rest get 503 at once. (The app
+  // fans out, so the calls arrive together however busy the machine is.)
+  burst: { path: '/orders?item=book&instalments=10&payDelayMs=800', requests: 60, service: 'payment-service', why: 'each order pays in 10 instalments at once and payment holds each charge 0.8 s: up to 300 calls at once per order sidecar, beyond its 100 connections + 50 pending (the CircuitBreaker), so the rest are refused with 503 overflow' },
   versionOf: (body) => (body as { payment?: { version?: string } } | undefined)?.payment?.version,
   splitService: 'payment-service',
   // Only order-service may POST /process on payment-service: anyone else gets 403.

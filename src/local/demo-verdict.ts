@@ -238,7 +238,7 @@ export function explainPolicies(o: DemoObservations): PolicyVerdict[] {
     const r = o.burst.report;
     out.push({
       declared: `connection pool ${name}: ${pool ? `${pool.maxConnections} connections + ${pool.maxPendingRequests} pending per caller sidecar` : 'defaults'}`,
-      observed: `burst of ${r.total} concurrent requests: ${overflows} refused with 503 overflow (UO, typemesh_pool_overflows_total); statuses ${JSON.stringify(r.statuses)}`,
+      observed: `burst of ${r.total} concurrent requests: ${overflows} calls to ${name} refused with 503 overflow (UO, typemesh_pool_overflows_total); statuses ${JSON.stringify(r.statuses)}`,
       ok: overflows > 0,
     });
   }

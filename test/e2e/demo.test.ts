@@ -49,7 +49,7 @@ test('the demo prints the stat table with retries and ejections and exits 0 on a
   expect(legend).toMatch(/payment-service v1 replica #1 is broken: it answers every \/process with 503/);
   expect(legend).toMatch(/an intruder \(spiffe:\/\/cluster\.local\/ns\/shop\/sa\/typemesh-intruder\) sends POST \/process to payment-service/);
   expect(legend).toMatch(/3 slow calls .*2 s per-try timeout/);
-  expect(legend).toMatch(/a burst of 500 concurrent requests .*100 connections \+ 50 pending/);
+  expect(legend).toMatch(/a burst of 60 concurrent requests .*100 connections \+ 50 pending/);
 
   // The verdict ties each declared policy to what happened, and every one held.
   const verdict = (declared: RegExp): string => {
@@ -63,7 +63,7 @@ test('the demo prints the stat table with retries and ejections and exits 0 on a
   expect(verdict(/^ {2}ok {3}retries payment-service: 3 attempts, 2 s per try/)).toMatch(/-> [1-9][0-9]* retries/);
   expect(verdict(/^ {2}ok {3}outlier detection payment-service: eject after 5 consecutive 5xx for 30 s/)).toMatch(/ejections: v1 [12], v2 0/);
   expect(verdict(/^ {2}ok {3}timeout payment-service: 5 s per request, 2 s per try/)).toMatch(/-> 3 slow calls: [3-9][0-9]* cut by the callers' sidecars with 504 \(UT\)/);
-  expect(verdict(/^ {2}ok {3}connection pool payment-service: 100 connections \+ 50 pending/)).toMatch(/burst of 500 concurrent requests: [1-9][0-9]* refused with 503 overflow/);
+  expect(verdict(/^ {2}ok {3}connection pool payment-service: 100 connections \+ 50 pending/)).toMatch(/burst of 60 concurrent requests: [1-9][0-9]* calls to payment-service refused with 503 overflow/);
   expect(verdict(/^ {2}ok {3}authorization payment-service: allow only order-service POST \/process/)).toMatch(/intruder typemesh-intruder: ([1-9][0-9]*) of \1 requests refused with 403/);
   expect(text).not.toMatch(/^ {2}FAIL /m);
   expect(text).toContain('the mesh behaved (exit 0)');
@@ -113,5 +113,5 @@ test('a policy the demo exercised but that did not act is a failed verdict', () 
   const seen = judge(scrape([cut, overflow]));
   expect(seen.map((v) => v.ok)).toEqual([true, true]);
   expect(seen[0].observed).toMatch(/^3 slow calls: 3 cut by the callers' sidecars with 504 \(UT\)/);
-  expect(seen[1].observed).toMatch(/^burst of 10 concurrent requests: 7 refused with 503 overflow/);
+  expect(seen[1].observed).toMatch(/^burst of 10 concurrent requests: 7 calls to payment-service refused with 503 overflow/);
 });

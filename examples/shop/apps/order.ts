@@ -25,9 +25,13 @@ serveJson('order-service', async (req) => {
     if (stock.status !== 200) return { status: 502, body: { id, error: 'inventory-service failed', upstream: stock } };
     inventory = stock.body;
   }
-  // ?payDelayMs=N asks payment to answer late (the demo's slow calls and burst).
+  // ?payDelayMs=N asks payment to answer late (the demo's slow calls and burst);
+  // ?instalments=K pays in K charges at once (at most 20; the demo's burst).
   const payDelay = req.url.searchParams.get('payDelayMs');
-  const payment = await requestJson('POST', `${paymentUrl}/process${payDelay ? `?delayMs=${encodeURIComponent(payDelay)}` : ''}`, { order: id, amount: 42 });
-  if (payment.status !== 200) return { status: 502, body: { id, error: 'payment-service failed', upstream: payment } };
-  return { status: 200, body: { id, service: 'order-service', version, pod, inventory, payment: payment.body } };
+  const instalments = Math.min(20, Math.max(1, Number(req.url.searchParams.get('instalments') ?? 1) || 1));
+  const url = `${paymentUrl}/process${payDelay ? `?delayMs=${encodeURIComponent(payDelay)}` : ''}`;
+  const payments = await Promise.all(Array.from({ length: instalments }, (_, i) => requestJson('POST', url, { order: id, amount: 42 / instalments, instalment: i + 1 })));
+  const failed = payments.find((p) => p.status !== 200);
+  if (failed) return { status: 502, body: { id, error: 'payment-service failed', upstream: failed } };
+  return { status: 200, body: { id, service: 'order-service', version, pod, inventory, payment: payments[0].body, ...(instalments > 1 ? { instalments } : {}) } };
 });
