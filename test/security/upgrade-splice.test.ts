@@ -55,6 +55,22 @@ describeSecurity('the Upgrade splice', () => {
     expect(fx.target.requestsSince(mark).some((e) => e.url === '/public')).toBe(true);
   });
 
+  test('outbound: an Upgrade to a host outside the mesh carries no proxy, hop-by-hop or mesh-internal header', async () => {
+    // The app's own undeclared port stands in for a host outside the mesh (passthrough).
+    const mark = fx.target.events.length;
+    await fx.podApp.send('127.0.0.1', PORTS.outbound, httpRequest('GET', '/ws', {
+      'host': `127.0.0.1:${PORTS.undeclared}`, 'connection': 'Upgrade, keep-alive, te, x-hop', 'upgrade': 'websocket',
+      'proxy-authorization': 'Basic dXNlcjpzZWNyZXQ=', 'x-typemesh-source': 'spiffe://cluster.local/ns/shop/sa/admin-console',
+      'keep-alive': 'timeout=5', 'te': 'trailers', 'x-hop': 'named in Connection', 'x_debug': '1',
+    }), { timeoutMs: 3000 });
+    const seen = fx.target.requestsSince(mark).filter((e) => e.port === PORTS.undeclared);
+    // It went through (or this test would prove nothing)...
+    expect(seen).toHaveLength(1);
+    // ...without the headers meant for the proxy, for one hop, or for the mesh only.
+    const names = Object.keys(seen[0].headers ?? {});
+    expect(names.filter((h) => ['proxy-authorization', 'x-typemesh-source', 'keep-alive', 'te', 'x-hop', 'x_debug'].includes(h))).toEqual([]);
+  });
+
   test('a denied upgrade request is refused with 403 and never reaches the app', async () => {
     const mark = fx.mark();
     const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('GET', '/admin/ws', UPGRADE), { tls: fx.peerIdentity(), timeoutMs: 2000 });
