@@ -58,6 +58,19 @@ describeSecurity('bypassing the sidecar from the pod network', () => {
   });
 
   describe('the admin port serves probes and readiness, not the config or the app', () => {
+    test('control: the pod network gets readiness and metrics (what kubelet and Prometheus need)', async () => {
+      for (const target of ['/healthz/ready', '/metrics']) {
+        const r = await fx.attacker.send(fx.target.ip, PORTS.admin, httpRequest('GET', target, { host: fx.target.ip, connection: 'close' }));
+        expect(statuses(r.data)).toEqual([200]);
+      }
+    });
+
+    test('control: inside the pod, over loopback, /config_dump is served (the pod is not protected from itself)', async () => {
+      const r = await fx.podApp.send('127.0.0.1', PORTS.admin, httpRequest('GET', '/config_dump', { host: 'localhost', connection: 'close' }));
+      expect(statuses(r.data)).toEqual([200]);
+      expect(r.data).toContain('order-may-process');
+    });
+
     test('/config_dump is not served to the pod network', async () => {
       const r = await fx.attacker.send(fx.target.ip, PORTS.admin, httpRequest('GET', '/config_dump', { host: fx.target.ip, connection: 'close' }));
       expectRefused(r);
