@@ -169,8 +169,9 @@ interface ResolvedRoute {
  *
  * Synthesizes a ServiceAccount, a cert-manager Certificate for the identity (from the mesh CA),
  * with `GatewayTls.fromIssuer` a second Certificate for the public host names, a ConfigMap
- * with the proxy config (a SidecarConfig with a `gateway` section), the Deployment and the
- * Service.
+ * with the proxy config (a SidecarConfig with a `gateway` section), the Deployment, a
+ * NetworkPolicy admitting only the gateway and admin ports, the Service and, with the mesh's
+ * `metrics.podMonitor` on, a PodMonitor `<name>-proxy-metrics`.
  */
 export class MeshGateway extends Construct {
   /** The mesh. */
@@ -467,6 +468,36 @@ export class MeshGateway extends Construct {
         },
       },
     });
+    // Only the listeners meant for outside clients and the admin port (probes, metrics): the
+    // inbound listener denies everything anyway, and nothing else should reach the pod.
+    new ApiObject(this, 'network-policy', {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: this.gatewayName, namespace: ns, labels },
+      spec: {
+        podSelector: { matchLabels: { app: this.gatewayName } },
+        policyTypes: ['Ingress'],
+        ingress: [{
+          ports: [
+            { port: GatewayPorts.HTTP, protocol: 'TCP' },
+            ...(serverSecret ? [{ port: GatewayPorts.HTTPS, protocol: 'TCP' }] : []),
+            { port: SidecarPorts.ADMIN, protocol: 'TCP' },
+          ],
+        }],
+      },
+    });
+    if (this.mesh._telemetry.podMonitor) {
+      // As a MeshService's: the Prometheus operator ignores the scrape annotations.
+      new ApiObject(this, 'pod-monitor', {
+        apiVersion: 'monitoring.coreos.com/v1',
+        kind: 'PodMonitor',
+        metadata: { name: `${this.gatewayName}-proxy-metrics`, namespace: ns, labels: { ...this.mesh._telemetry.podMonitorLabels, ...labels } },
+        spec: {
+          selector: { matchLabels: { app: this.gatewayName } },
+          podMetricsEndpoints: [{ port: SIDECAR_ADMIN_PORT_NAME, path: '/metrics', scheme: 'http', interval: goDuration(this.mesh._telemetry.scrapeIntervalMs) }],
+        },
+      });
+    }
     new ApiObject(this, 'service', {
       apiVersion: 'v1',
       kind: 'Service',

@@ -31,8 +31,12 @@ describe('MeshGateway', () => {
     const mine = objects.filter((o) => o.metadata?.labels?.app === 'shop-gateway');
     expect(mine.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
       'Certificate/shop-gateway', 'Certificate/shop-gateway-server-tls', 'ConfigMap/shop-gateway-proxy',
-      'Deployment/shop-gateway', 'Service/shop-gateway', 'ServiceAccount/shop-gateway',
+      'Deployment/shop-gateway', 'NetworkPolicy/shop-gateway', 'Service/shop-gateway', 'ServiceAccount/shop-gateway',
     ]);
+    // Outside clients reach the HTTP and HTTPS listeners, the kubelet the admin port; nothing else.
+    expect(find(objects, 'NetworkPolicy', 'shop-gateway').spec.ingress).toEqual([{ ports: [
+      { port: 8080, protocol: 'TCP' }, { port: 8443, protocol: 'TCP' }, { port: 15020, protocol: 'TCP' },
+    ] }]);
     // The proxy config is checked field by field below; in the snapshot it would change with
     // every default the contract gains.
     expect(mine.map((o) => (o.kind === 'ConfigMap' ? { ...o, data: Object.keys(o.data) } : o))).toMatchSnapshot();
@@ -89,6 +93,18 @@ describe('MeshGateway', () => {
     // Without TLS: HTTP only, no server certificate.
     expect(objects.filter((o) => o.kind === 'Certificate' && o.metadata.name.startsWith('typemesh-gateway')).map((o) => o.metadata.name)).toEqual(['typemesh-gateway']);
     expect(find(objects, 'Service', 'typemesh-gateway').spec.ports.map((p: any) => p.name)).toEqual(['http']);
+  });
+
+  test('a PodMonitor when the mesh asks for one', () => {
+    const chart = newChart();
+    const mesh = new Mesh(chart, 'mesh', { namespace: 'shop', telemetry: { metrics: { podMonitor: true } } });
+    const order = new MeshService(chart, 'order', { mesh, name: 'order', versions: [{ name: 'v1', image: 'x:1' }] });
+    new MeshGateway(chart, 'gateway', { mesh, routes: [{ service: order }] });
+    const objects = synth(chart);
+    for (const o of objects) validateObject(o);
+    const monitor = find(objects, 'PodMonitor', 'typemesh-gateway-proxy-metrics');
+    expect(monitor.spec.selector).toEqual({ matchLabels: { app: 'typemesh-gateway' } });
+    expect(monitor.spec.podMetricsEndpoints).toEqual([{ port: 'mesh-admin', path: '/metrics', scheme: 'http', interval: '15s' }]);
   });
 
   test('a given secret and service type are used as declared', () => {
