@@ -11,8 +11,8 @@ import { INFRA_DEPENDENCIES, INFRA_DEV_DEPENDENCIES } from '../../src/local/init
  * The install path, walked as a user walks it: `npm pack` this checkout, install the tarball
  * into a fresh infra repo next to cdk8s, let `npx typemesh init` write the repo's chart and
  * plan, add cdk8s-cli, ts-node and TypeScript, `cdk8s synth` the chart, `npx typemesh up` the
- * plan, send a request
- * through the mesh, stop it with SIGINT, and find no process left. It fails when the tarball
+ * plan, send a request through the mesh, stop it with SIGINT, and find no process left. It
+ * fails when the tarball
  * lacks lib/, the declarations, the bin or the sidecar bundle, or ships what a user does not
  * need. It packs a fresh copy of this working tree (see freshCheckout).
  *
@@ -77,10 +77,19 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Processes whose command line mentions `dir` (the infra repo: its apps, its node_modules' sidecars and CLI). */
+/** Processes whose command line mentions `dir/` (the infra repo: its apps, its node_modules' sidecars and CLI). */
 function processesUnder(dir: string): string[] {
   const ps = spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
-  return ps.stdout.split('\n').filter((l) => l.includes(dir) && !l.includes('ps -eo'));
+  return ps.stdout.split('\n').filter((l) => l.includes(`${dir}/`));
+}
+
+/** True when `pid` still runs something from `dir/` (so a reused pid is never touched). */
+function runsUnder(pid: number, dir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${dir}/`);
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -103,8 +112,8 @@ function freshCheckout(dest: string): string {
 
 describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up', () => {
   jest.setTimeout(4 * STEP_TIMEOUT_MS);
-  const work = mkdtempSync(path.join(os.tmpdir(), 'typemesh-install-'));
-  const infra = path.join(work, 'infra');
+  let work = '';
+  let infra = '';
   let tarball = '';
   let packedFiles: string[] = [];
   let initOutput = '';
@@ -112,6 +121,8 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
   const upPids: number[] = [];
 
   beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'typemesh-install-'));
+    infra = path.join(work, 'infra');
     // --json lists the files; prepack (compile + bundle) runs first, as for `npm publish`.
     const out = await run('npm', ['pack', '--json', '--pack-destination', work], freshCheckout(path.join(work, 'checkout')));
     const packed = (JSON.parse(out.slice(out.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>)[0];
@@ -132,8 +143,8 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
     if (up?.pid !== undefined && up.exitCode === null && up.signalCode === null) {
       try { process.kill(-up.pid, 'SIGKILL'); } catch { /* already gone */ }
     }
-    for (const pid of upPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    rmSync(work, { recursive: true, force: true });
+    for (const pid of upPids) if (runsUnder(pid, infra)) process.kill(pid, 'SIGKILL');
+    if (work) rmSync(work, { recursive: true, force: true });
   });
 
   test('the tarball ships lib/ with declarations, the bin and the sidecar bundle, and nothing else', () => {
