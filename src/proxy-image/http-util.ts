@@ -70,6 +70,27 @@ export function setsB3(propagationHeaders: Readonly<Record<string, string>>): bo
   return propagationHeaders.b3 !== undefined || propagationHeaders['x-b3-traceid'] !== undefined;
 }
 
+/**
+ * Most header fields an HTTP/1.1 request may carry (Envoy's max_headers_count default). Node
+ * keeps only the first maxHeadersCount fields and drops the rest silently, so the listeners set
+ * it one above this and refuse a request that reaches it: a request is served whole or refused
+ * (431), never truncated (a dropped header could be one a rule or the app depends on).
+ */
+export const MAX_HEADER_COUNT = 100;
+
+/**
+ * The inbound listener's limit: room for the fields a peer sidecar adds to a request its app
+ * sent within MAX_HEADER_COUNT (request id, trace context, x-typemesh-source), so that a
+ * request the outbound listener accepted is not refused at the other end for them.
+ */
+export const INBOUND_MAX_HEADER_COUNT = MAX_HEADER_COUNT + 20;
+
+/** Why a request is refused for its number of header fields, or undefined. */
+export function headerCountRefusal(req: IncomingMessage, limit = MAX_HEADER_COUNT): string | undefined {
+  if (req.httpVersionMajor === 2 || req.rawHeaders.length <= 2 * limit) return undefined;
+  return `request header fields too large: more than ${limit} header fields`;
+}
+
 /** An upper-case method token (RFC 9110 methods are case-sensitive; all registered ones are upper case). */
 const METHOD_TOKEN = /^[A-Z][A-Z-]*$/;
 

@@ -22,7 +22,7 @@ import { OutboundProxy } from './outbound';
 import { hostWithoutPort } from './routing';
 import { buildState, ProxyState } from './state';
 import { inboundUpgrade, outboundUpgrade } from './upgrade';
-import { sendError } from './http-util';
+import { headerCountRefusal, INBOUND_MAX_HEADER_COUNT, MAX_HEADER_COUNT, sendError } from './http-util';
 
 /** Largest request head accepted (Envoy's default is 60 KiB); larger heads get 431. */
 export const MAX_HEADER_BYTES = 60 * 1024;
@@ -199,7 +199,7 @@ export class Sidecar {
 
     // Inbound: a TCP front that routes each connection to TLS or (PERMISSIVE) plaintext HTTP.
     const inbound = new InboundProxy({ state: getState, observer: this.observer, ownIdentity: () => identity.current.spiffeId, track });
-    this.inboundHttp = this.httpServer(inbound.handle);
+    this.inboundHttp = this.httpServer(inbound.handle, INBOUND_MAX_HEADER_COUNT);
     const onInboundUpgrade = inboundUpgrade({ state: getState, observer: this.observer, identity });
     this.inboundHttp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       this.clearHeadTimer(socket);
@@ -245,7 +245,7 @@ export class Sidecar {
     this.configWatcher = new FileWatcher([opts.configFile], () => this.reloadConfig('file change'));
   }
 
-  private httpServer(handler: http.RequestListener): http.Server {
+  private httpServer(handler: http.RequestListener, maxHeaderCount = MAX_HEADER_COUNT): http.Server {
     const server = http.createServer({
       maxHeaderSize: MAX_HEADER_BYTES,
       keepAliveTimeout: DOWNSTREAM_KEEPALIVE_MS,
@@ -260,6 +260,12 @@ export class Sidecar {
         // HTTP/0.9 (a request line without a version) has no headers: no Host, no framing.
         res.shouldKeepAlive = false;
         sendError(res, 400, 'bad request: HTTP/0.9 is not supported');
+        return;
+      }
+      const tooMany = headerCountRefusal(req, maxHeaderCount);
+      if (tooMany) {
+        res.shouldKeepAlive = false;
+        sendError(res, 431, tooMany);
         return;
       }
       this.clearHeadTimer(socket);
@@ -312,6 +318,8 @@ export class Sidecar {
       }
       endWithError(socket, answer);
     });
+    // One above the limit, so that a request over it is seen (and refused) rather than truncated.
+    server.maxHeadersCount = maxHeaderCount + 1;
     // Node enforces headersTimeout (per request head, keep-alive ones included) only once
     // 'listening' set up its connection tracking, and these servers never listen themselves:
     // they are handed their connections. Emitting it starts the same tracking.

@@ -16,7 +16,7 @@ import { loopRefusal, outboundForwardHeaders, requestTarget, selfTarget } from '
 import { hostWithoutPort, selectRoute } from './routing';
 import type { ProxyState } from './state';
 import { mtlsConnector } from './upstream-connector';
-import { forwardableHeaders, pathWithoutQuery } from './http-util';
+import { forwardableHeaders, headerCountRefusal, INBOUND_MAX_HEADER_COUNT, MAX_HEADER_COUNT, pathWithoutQuery } from './http-util';
 import type { WorkloadIdentity } from './identity';
 
 function reject(socket: Duplex, status: number, reason: string, body: string): void {
@@ -52,7 +52,9 @@ function responseHead(status: number, statusMessage: string, headers: Record<str
  * would have to be framed by the proxy before the switch (it cannot tell body from post-switch
  * bytes), so an Upgrade request with a body is refused, as no WebSocket client sends one.
  */
-function upgradeRefusal(req: http.IncomingMessage): string | undefined {
+function upgradeRefusal(req: http.IncomingMessage, maxHeaderCount: number): string | undefined {
+  const tooMany = headerCountRefusal(req, maxHeaderCount);
+  if (tooMany) return tooMany;
   const cl = req.headers['content-length'];
   if (req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0')) return 'bad request: an Upgrade request cannot carry a body';
   return undefined;
@@ -209,10 +211,11 @@ export function outboundUpgrade(deps: UpgradeDeps) {
     const entry = state.hosts.get(host);
     const obs = deps.observer.requestStarted({ direction: 'outbound', method, authority: target.authority, path: target.path, headers: req.headers, destinationService: entry?.config.name, connectionSecurity: entry ? 'mutual_tls' : 'none' });
     const end = (status: number, flags: string[]): void => obs.end({ status, requestBytes: 0, responseBytes: 0, retries: 0, flags });
-    const refused = upgradeRefusal(req);
+    const refused = upgradeRefusal(req, MAX_HEADER_COUNT);
     if (refused) {
-      end(400, ['DPE']);
-      return reject(socket, 400, 'Bad Request', refused);
+      const status = refused.startsWith('request header fields too large') ? 431 : 400;
+      end(status, ['DPE']);
+      return reject(socket, status, status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', refused);
     }
     const loop = loopRefusal(req);
     if (loop) {
@@ -275,10 +278,11 @@ export function inboundUpgrade(deps: UpgradeDeps) {
       end(admission.status, [admission.flag]);
       return reject(socket, admission.status, admission.status === 403 ? 'Forbidden' : 'Bad Request', admission.body);
     }
-    const refused = upgradeRefusal(req);
+    const refused = upgradeRefusal(req, INBOUND_MAX_HEADER_COUNT);
     if (refused) {
-      end(400, ['DPE']);
-      return reject(socket, 400, 'Bad Request', refused);
+      const status = refused.startsWith('request header fields too large') ? 431 : 400;
+      end(status, ['DPE']);
+      return reject(socket, status, status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', refused);
     }
     const headers = inboundForwardHeaders(req, principal, deps.identity.current.spiffeId, obs);
     const app = state.config.inbound.app;

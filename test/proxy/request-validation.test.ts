@@ -122,6 +122,23 @@ describe('request validation', () => {
     expect(jsonBody(viaMesh).headers).not.toHaveProperty('x_debug');
   });
 
+  test.each(['inbound', 'outbound'] as const)('%s: a request with too many header fields is refused (431), never truncated; 100 pass whole', async (listener) => {
+    const port = listener === 'inbound' ? payment.ports.inbound : order.ports.outbound;
+    const limit = listener === 'inbound' ? 120 : 100; // inbound leaves room for what a peer sidecar adds
+    const fields = (n: number): string => Array.from({ length: n }, (_, i) => `x-flood-${i}: v\r\n`).join('');
+    const before = app.requests.length;
+    const flood = await rawExchange(port, `GET /flood HTTP/1.1\r\nHost: payment\r\n${fields(2500)}x-last: seen\r\nConnection: close\r\n\r\n`);
+    expect(flood).toMatch(/^HTTP\/1\.1 431/);
+    expect(flood).toContain(`more than ${limit} header fields`);
+    const upgrade = await rawExchange(port, `GET /flood HTTP/1.1\r\nHost: payment\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${fields(limit + 1)}\r\n`);
+    expect(upgrade).toMatch(/^HTTP\/1\.1 431/);
+    expect(app.requests.length).toBe(before);
+    // host + 97 + x-last + connection = 100 fields: served whole through both sidecars.
+    const whole = await rawExchange(port, `GET /whole HTTP/1.1\r\nHost: payment\r\n${fields(97)}x-last: seen\r\nConnection: close\r\n\r\n`);
+    expect(whole).toMatch(/^HTTP\/1\.1 200/);
+    expect(jsonBody(whole).headers['x-last']).toBe('seen');
+  });
+
   test('a client certificate with an RSA-1024 key is refused at the handshake; RSA-2048 from the same CA is served', async () => {
     const attempt = (bits: number): Promise<string> => new Promise((resolve) => {
       const s = tls.connect({ host: '127.0.0.1', port: payment.ports.inbound, cert: readFileSync(path.join(rsaDir, `c${bits}.pem`)), key: readFileSync(path.join(rsaDir, `c${bits}.key`)), ca: readFileSync(orderFiles.caFile), checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] }, () => {
