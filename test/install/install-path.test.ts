@@ -30,7 +30,7 @@ const execFileP = promisify(execFile);
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; files: string[] };
 
 function registryUnreachable(): string | undefined {
-  const ping = spawnSync('npm', ['ping'], { encoding: 'utf8', timeout: 60_000 });
+  const ping = spawnSync('npm', ['ping', '--fetch-retries=0', '--fetch-timeout=30000'], { encoding: 'utf8', timeout: 60_000 });
   if (ping.status === 0) return undefined;
   return `npm ping failed (${ping.error?.message ?? `exit ${ping.status}`}): ${(ping.stderr ?? '').trim().split('\n').slice(-2).join(' ')}`;
 }
