@@ -237,6 +237,9 @@ function retriesOf(order: LocalInstance): Promise<number> {
   return metricSum(order, 'typemesh_retries_total', { destination_service: 'payment-service' });
 }
 
+// A replica whose app resets the connection: its own sidecar answers the caller 503 (flag UC),
+// as Envoy's inbound does, so the caller retries it under 5xx. (A reset between the sidecars
+// themselves is the dying-replica scenario below.)
 describe.each([
   ['answers 503', '503'],
   ['resets the connection', 'reset'],
@@ -260,6 +263,7 @@ describe.each([
     const replies = await inParallel(RETRY_REQUESTS, 4, () => pay(order, agent));
     agent.destroy();
     const ok = replies.filter(succeeded);
+    // (The failures ride along so that a failed expectation shows them.)
     expect({ ok: ok.length >= RETRY_REQUESTS * 0.995, failures: summary(replies.filter((r) => !succeeded(r))) }).toEqual({ ok: true, failures: expect.any(Object) });
     // Every success came from the healthy replica...
     expect(new Set(ok.map((r) => r.body.pod))).toEqual(new Set([healthy.podName]));
