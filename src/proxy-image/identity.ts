@@ -49,6 +49,21 @@ export function uriSans(cert: PeerCertificate | { subjectaltname?: string } | un
   return san.split(', ').filter((p) => p.startsWith('URI:')).map((p) => p.slice(4));
 }
 
+/**
+ * Why a peer certificate is not a usable workload identity (an X.509-SVID), or undefined. The
+ * chain has been verified against the mesh CA by then; what is checked here is its shape, which
+ * OpenSSL does not judge: a CA certificate (basicConstraints CA:TRUE) may not act as a workload,
+ * and an SVID carries exactly one URI SAN, a spiffe:// one (SPIFFE X.509-SVID section 2). With
+ * two, "the" identity would depend on which one a reader takes first.
+ */
+export function svidRefusal(cert: (PeerCertificate & { ca?: boolean }) | undefined): string | undefined {
+  if (!cert || cert.subjectaltname === undefined && cert.subject === undefined) return 'no certificate';
+  if (cert.ca === true) return 'the certificate is a CA certificate (basicConstraints CA:TRUE), not a workload certificate';
+  const uris = uriSans(cert);
+  if (uris.length !== 1 || !uris[0].startsWith('spiffe://')) return `the certificate must carry exactly one spiffe:// URI SAN, it has ${uris.length ? uris.join(', ') : 'none'}`;
+  return undefined;
+}
+
 /** Reads and validates the three files; throws when they do not form a usable identity. */
 export async function loadIdentity(files: IdentityFiles): Promise<IdentityMaterial> {
   const [cert, key, ca] = await Promise.all([readFile(files.certFile), readFile(files.keyFile), readFile(files.caFile)]);

@@ -13,7 +13,7 @@ import { inboundListenAddresses, outboundListenAddresses, parseSidecarConfigText
 import { adminHandler } from './admin';
 import { FileWatcher } from './file-watch';
 import { GatewayListeners } from './gateway';
-import { WorkloadIdentity } from './identity';
+import { svidRefusal, WorkloadIdentity } from './identity';
 import { InboundProxy } from './inbound';
 import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
@@ -215,6 +215,13 @@ export class Sidecar {
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     }, (socket) => {
       adoptWrappedPeer(socket);
+      // The chain is verified; its leaf must also be shaped as a workload identity.
+      const refused = svidRefusal(socket.getPeerCertificate());
+      if (refused) {
+        log('debug', 'inbound client certificate refused', { reason: refused, remote: socket.remoteAddress });
+        socket.destroy();
+        return;
+      }
       this.observer.tcpConnectionOpened('inbound', 'mutual_tls');
       socket.once('close', () => this.observer.tcpConnectionClosed('inbound', 'mutual_tls'));
       if (socket.alpnProtocol === 'h2') this.inboundH2.emit('connection', socket);

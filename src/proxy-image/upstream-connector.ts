@@ -8,7 +8,7 @@
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { buildConnector } from 'undici';
-import { uriSans } from './identity';
+import { svidRefusal, uriSans } from './identity';
 import type { Direction } from './observer';
 
 /** A failure to establish a usable upstream connection. */
@@ -46,8 +46,9 @@ export function mtlsConnector(opts: MtlsConnectorOptions): buildConnector.connec
   const expected = opts.expectedIdentity;
   const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
     const ids = uriSans(cert);
-    if (ids.includes(expected)) return undefined;
-    return new ConnectFailure(`upstream identity mismatch: expected ${expected}, peer presented ${ids.length ? ids.join(', ') : 'no URI SAN'}`, 'IDENTITY_MISMATCH');
+    if (!ids.includes(expected)) return new ConnectFailure(`upstream identity mismatch: expected ${expected}, peer presented ${ids.length ? ids.join(', ') : 'no URI SAN'}`, 'IDENTITY_MISMATCH');
+    const refusal = svidRefusal(cert);
+    return refusal ? new ConnectFailure(`upstream identity refused: ${refusal}`, 'IDENTITY_MISMATCH') : undefined;
   };
   const tickets = new SessionTickets();
   return (connectOpts, callback) => {
