@@ -141,7 +141,7 @@ describe('the shop: 80/20 and 90/10 canaries, who may call payment, STRICT mTLS'
 
     // Every other method or path from order-service, through its own sidecar.
     const denied: Array<[string, Reply]> = [];
-    for (const [method, p] of [['GET', '/process'], ['PUT', '/process'], ['DELETE', '/process'], ['PATCH', '/process'], ['POST', '/refund'], ['POST', '/process/extra'], ['GET', '/']]) {
+    for (const [method, p] of [['GET', '/process'], ['PUT', '/process'], ['DELETE', '/process'], ['PATCH', '/process'], ['OPTIONS', '/process'], ['POST', '/refund'], ['POST', '/process/extra'], ['GET', '/']]) {
       denied.push([`order-service ${method} ${p}`, await callOut(order, 'payment-service', p, { method, body: method === 'GET' || method === 'DELETE' ? undefined : BODY })]);
     }
     // Every other caller with the permitted method and path: a mesh service through its sidecar,
