@@ -82,6 +82,27 @@ export class LocalCertificateAuthority {
   /** Creates a new CA with a fresh P-256 key. */
   public static async create(opts: LocalCertificateAuthorityOptions = {}): Promise<LocalCertificateAuthority> {
     const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    return LocalCertificateAuthority.selfSign(keys, opts);
+  }
+
+  /**
+   * A trust bundle: the CAs' certificates concatenated (PEM), as a trust-manager Bundle writes
+   * its ConfigMap key. During a CA rotation it holds the old and the new CA.
+   */
+  public static trustBundle(cas: readonly LocalCertificateAuthority[]): string {
+    return cas.map((c) => c.certPem).join('');
+  }
+
+  /**
+   * Writes the trust bundle of the CAs to file (atomically: a watcher
+   * never reads half a bundle).
+   */
+  public static async writeTrustBundle(file: string, cas: readonly LocalCertificateAuthority[]): Promise<void> {
+    await mkdir(path.dirname(file), { recursive: true });
+    await atomicWrite(file, LocalCertificateAuthority.trustBundle(cas), 0o644);
+  }
+
+  private static async selfSign(keys: webcrypto.CryptoKeyPair, opts: LocalCertificateAuthorityOptions): Promise<LocalCertificateAuthority> {
     const now = Date.now();
     const name = `CN=${opts.commonName ?? 'TypeMesh Local CA'}, O=TypeMesh`;
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -105,6 +126,17 @@ export class LocalCertificateAuthority {
 
   private constructor(private readonly cert: x509.X509Certificate, private readonly keys: webcrypto.CryptoKeyPair) {
     this.certPem = cert.toString('pem') + '\n';
+  }
+
+  /**
+   * The CA renewed as cert-manager renews a CA Certificate with `rotationPolicy: Never`: a new
+   * certificate (new serial and validity) over the same key pair and subject. Leaves issued by
+   * this CA verify against the renewed certificate, because a chain is checked by subject name
+   * and signature, and the signing key did not change.
+   */
+  public async renew(opts: Omit<LocalCertificateAuthorityOptions, 'commonName'> = {}): Promise<LocalCertificateAuthority> {
+    const cn = /CN=([^,]+)/.exec(this.cert.subject)?.[1] ?? 'TypeMesh Local CA';
+    return LocalCertificateAuthority.selfSign(this.keys, { ...opts, commonName: cn });
   }
 
   /** Issues a workload certificate with URI SAN = spiffeId, usable as TLS server and client. */

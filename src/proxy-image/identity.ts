@@ -10,6 +10,7 @@ import * as tls from 'node:tls';
 import { createSecureContext, PeerCertificate, SecureContext } from 'node:tls';
 import { FileWatcher } from './file-watch';
 import { errorMessage, log } from './log';
+import { parseTrustBundle } from './trust-bundle';
 
 /** Node's cipher list at OpenSSL security level 2 (RSA >= 2048, EC >= 224 bits, for peers and ourselves). */
 export const MIN_KEY_STRENGTH_CIPHERS = `${tls.DEFAULT_CIPHERS}:@SECLEVEL=2`;
@@ -31,6 +32,8 @@ export interface IdentityMaterial {
   readonly spiffeId?: string;
   readonly notAfter: Date;
   readonly fingerprint256: string;
+  /** The CAs of the trust bundle (caFile) that peers are verified against. */
+  readonly trustedCas: ReadonlyArray<{ readonly subject: string; readonly fingerprint256: string }>;
 }
 
 /** Extracts the first spiffe:// URI SAN from a subjectAltName string ("URI:spiffe://..., DNS:x"). */
@@ -66,7 +69,11 @@ export function svidRefusal(cert: (PeerCertificate & { ca?: boolean }) | undefin
 
 /** Reads and validates the three files; throws when they do not form a usable identity. */
 export async function loadIdentity(files: IdentityFiles): Promise<IdentityMaterial> {
-  const [cert, key, ca] = await Promise.all([readFile(files.certFile), readFile(files.keyFile), readFile(files.caFile)]);
+  const [cert, key, caFile] = await Promise.all([readFile(files.certFile), readFile(files.keyFile), readFile(files.caFile)]);
+  // caFile is a trust bundle: one CA, or several during a CA rotation (old and new). It is
+  // checked certificate by certificate; a bad bundle throws, so the previous trust stays.
+  const trustedCas = parseTrustBundle(caFile, files.caFile);
+  const ca = trustedCas.map((c) => c.pem);
   // OpenSSL security level 2 (Node's default is 1): peer certificates (client or server) with RSA
   // keys under 2048 bits or EC keys under 224 bits fail verification at the handshake.
   const base: tls.SecureContextOptions = { cert, key, ca, minVersion: 'TLSv1.3', ciphers: MIN_KEY_STRENGTH_CIPHERS };
@@ -79,6 +86,7 @@ export async function loadIdentity(files: IdentityFiles): Promise<IdentityMateri
     spiffeId: spiffeIdFromSubjectAltName(x.subjectAltName),
     notAfter: new Date(x.validTo),
     fingerprint256: x.fingerprint256,
+    trustedCas: trustedCas.map((c) => ({ subject: c.subject, fingerprint256: c.fingerprint256 })),
   };
 }
 
@@ -131,7 +139,7 @@ export class WorkloadIdentity {
         log('warn', 'certificate reload failed; keeping the previous certificate', { error: errorMessage(e), certFile: files.certFile });
         throw e;
       }
-      if (material.fingerprint256 === this.material.fingerprint256 && material.serverOptions.ca?.toString() === this.material.serverOptions.ca?.toString()) return;
+      if (material.fingerprint256 === this.material.fingerprint256 && sameTrust(material, this.material)) return;
       this.swap(material);
     });
     await this.watcher.prime();
@@ -139,7 +147,12 @@ export class WorkloadIdentity {
 
   private swap(material: IdentityMaterial): void {
     this.material = material;
-    log('info', 'certificate loaded', { spiffeId: material.spiffeId, notAfter: material.notAfter.toISOString() });
+    log('info', 'certificate loaded', {
+      spiffeId: material.spiffeId,
+      notAfter: material.notAfter.toISOString(),
+      fingerprint256: material.fingerprint256,
+      trustedCas: material.trustedCas.map((c) => c.fingerprint256),
+    });
     for (const fn of this.listeners) {
       try {
         fn(material);
@@ -152,4 +165,9 @@ export class WorkloadIdentity {
   public close(): void {
     this.watcher?.close();
   }
+}
+
+/** Whether two generations trust the same CAs (same certificates in the same order). */
+function sameTrust(a: IdentityMaterial, b: IdentityMaterial): boolean {
+  return a.trustedCas.map((c) => c.fingerprint256).join() === b.trustedCas.map((c) => c.fingerprint256).join();
 }
