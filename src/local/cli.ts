@@ -12,9 +12,9 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo';
+import { INFRA_DEV_DEPENDENCIES, infraRepoNextSteps, writeInfraRepo } from './init';
 import { LocalMesh } from './local-mesh';
 import { loadLocalPlan } from './plan-loader';
-import { infraRepoNextSteps, writeInfraRepo } from './init';
 import { findProjectRoot } from './proxy-bundle';
 import { workloadsFromChart } from './topology';
 
@@ -56,7 +56,7 @@ export function checkPlanTypeScript(planFile: string, cwd: string = process.cwd(
   const below = /<\s*(\d+)/.exec(range);
   if (below && Number(installed.split('.')[0]) >= Number(below[1])) {
     throw new Error(`${planFile} is loaded with ts-node, which cannot run the TypeScript ${installed} installed in ${cwd}; `
-      + `typemesh supports typescript ${range}: run \`npm install --save-dev typescript@~5.9\``);
+      + `typemesh supports typescript ${range}: run \`npm install --save-dev ${INFRA_DEV_DEPENDENCIES.find((d) => d.startsWith('typescript@'))}\``);
   }
 }
 
