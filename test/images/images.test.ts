@@ -17,7 +17,7 @@
  * Debian base (about a minute) and both images; later runs reuse the base.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { App } from 'cdk8s';
@@ -127,7 +127,9 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
       `${PAYMENT_IP} payment-service-v1.${NAMESPACE}.svc.cluster.local payment-service-v2.${NAMESPACE}.svc.cluster.local`,
       '',
     ].join('\n'));
-    const pod: PodRun = { name: `${PREFIX}-${workload}`, netns, spec, volumes, extraEnv, hostsFile: hosts };
+    const podName = `${workload}-v1-tmimg`;
+    const fields = { 'metadata.name': podName, 'metadata.namespace': NAMESPACE, 'status.podIP': podIp, 'spec.serviceAccountName': String(spec.serviceAccountName) };
+    const pod: PodRun = { name: `${PREFIX}-${workload}`, netns, spec, volumes, extraEnv, hostsFile: hosts, fields };
     pods.push(pod);
     const sidecar = (c: ContainerSpec) => c.name === 'typemesh-proxy';
     await startPod(pod, (c) => (sidecar(c) ? awaitProxyReady(netns, containerName(pod, c.name)) : Promise.resolve()));
@@ -173,6 +175,7 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
     for (const pod of pods) {
       for (const name of containerNames(pod)) podmanQuiet(['rm', '--force', '--time', '2', name]);
     }
+    for (const ns of netnses.filter((n) => n.includes('-init-'))) podmanQuiet(['rm', '--force', `${ns}-init`]);
     for (const ns of netnses) spawnSync('ip', ['netns', 'del', ns], { timeout: EXEC_TIMEOUT_MS });
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
@@ -207,6 +210,57 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
       const r = spawnSync(BUILD_SCRIPT, ['podman', 'run', '--rm', '--network=none', images.shop, 'nonsense'], { encoding: 'utf8', timeout: PODMAN_RUN_TIMEOUT_MS });
       expect(r.status).toBe(2);
       expect(r.stderr).toContain('usage: shop <order|payment|inventory>');
+    });
+  });
+
+  describe('typemesh-init from the image, in a namespace of its own', () => {
+    const FLAGS = ['--proxy-uid', '1337', '--app-ports', '8080', '--outbound-ports', '80'];
+    const expected = () => scriptInterceptionRules(generateInterceptionScript(parseInterceptionArgs(FLAGS).options), 'ipv4');
+
+    /** Runs typemesh-init as uid 0 on a read-only root with exactly these capabilities. */
+    function runInit(ns: string, caps: string[], extra: string[] = []): { status: number | null; stderr: string } {
+      const r = spawnSync(BUILD_SCRIPT, ['podman', 'run', '--rm', '--name', `${ns}-init`, '--network', `ns:/run/netns/${ns}`,
+        '--user', '0:0', '--read-only', '--read-only-tmpfs=false', '--security-opt', 'no-new-privileges', '--cap-drop', 'ALL',
+        ...caps.flatMap((c) => ['--cap-add', c]), ...extra, '--entrypoint', '["typemesh-init"]', images.proxy, ...FLAGS],
+      { encoding: 'utf8', timeout: 180_000 });
+      return { status: r.status, stderr: r.stderr };
+    }
+
+    function freshNetns(suffix: string): string {
+      const ns = `${PREFIX}-${suffix}`;
+      execFileSync('ip', ['netns', 'add', ns], { timeout: EXEC_TIMEOUT_MS });
+      netnses.push(ns);
+      return ns;
+    }
+
+    it('with NET_ADMIN alone (no NET_RAW) and iptables-nft it writes the rules; with no capability it fails', () => {
+      const ns = freshNetns('init-nft');
+      const denied = runInit(ns, []);
+      expect(denied.status).not.toBe(0);
+      expect(savedInterceptionRules(inNetns(ns, ['iptables-save', '-t', 'nat']).stdout)).toEqual([]);
+      const r = runInit(ns, ['NET_ADMIN']);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(savedInterceptionRules(inNetns(ns, ['iptables-save', '-t', 'nat']).stdout)).toEqual(expected());
+    });
+
+    it('with iptables-legacy on the read-only root it needs NET_RAW as well, and then writes the rules (no /run/xtables.lock needed)', () => {
+      const ns = freshNetns('init-legacy');
+      // iptables and ip6tables resolve to the legacy backend through a read-only directory
+      // first on PATH: the image itself stays untouched and read-only.
+      const legacy = path.join(tmp, 'legacy-bin');
+      mkdirSync(legacy, { recursive: true });
+      for (const tool of ['iptables', 'ip6tables']) symlinkSync(`/usr/sbin/${tool}-legacy`, path.join(legacy, tool));
+      const useLegacy = ['--volume', `${legacy}:/opt/legacy:ro`, '--env', 'PATH=/opt/legacy:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+      // iptables-legacy talks to the kernel through a raw socket: NET_ADMIN alone is refused.
+      const adminOnly = runInit(ns, ['NET_ADMIN'], useLegacy);
+      expect(adminOnly.status).not.toBe(0);
+      expect(adminOnly.stderr).toContain('Permission denied');
+      const r = runInit(ns, ['NET_ADMIN', 'NET_RAW'], useLegacy);
+      expect(r.status).toBe(0);
+      expect(savedInterceptionRules(inNetns(ns, ['iptables-legacy-save', '-t', 'nat']).stdout)).toEqual(expected());
+      // And nothing went to the nft backend.
+      expect(savedInterceptionRules(inNetns(ns, ['iptables-nft-save', '-t', 'nat']).stdout)).toEqual([]);
     });
   });
 

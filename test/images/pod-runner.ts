@@ -22,7 +22,7 @@ export interface ContainerSpec {
   readonly image: string;
   readonly command?: string[];
   readonly args?: string[];
-  readonly env?: Array<{ name: string; value?: string }>;
+  readonly env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
   readonly restartPolicy?: string;
   readonly securityContext?: {
     readonly runAsUser?: number;
@@ -42,6 +42,8 @@ export interface PodSpec {
   readonly initContainers?: ContainerSpec[];
   readonly containers: ContainerSpec[];
   readonly volumes?: Array<{ name: string; configMap?: unknown; secret?: unknown; emptyDir?: { medium?: string; sizeLimit?: string } }>;
+  /** Pod-level defaults of the containers' securityContext (and fsGroup). */
+  readonly securityContext?: ContainerSpec['securityContext'] & { readonly fsGroup?: number };
   readonly [key: string]: unknown;
 }
 
@@ -60,6 +62,8 @@ export interface PodRun {
   readonly extraEnv?: Readonly<Record<string, Record<string, string>>>;
   /** A file mounted read-only as /etc/hosts in every container (the cluster's DNS stand-in). */
   readonly hostsFile?: string;
+  /** What the downward API answers (`env[].valueFrom.fieldRef`). */
+  readonly fields?: Readonly<Record<string, string>>;
 }
 
 // Fields of a container this runner translates or knowingly leaves to the kubelet.
@@ -91,18 +95,23 @@ export function podmanQuiet(args: readonly string[]): void {
 export function runArgs(pod: PodRun, c: ContainerSpec, detach: boolean): string[] {
   const unknown = Object.keys(c).filter((k) => !KNOWN_FIELDS.has(k));
   if (unknown.length > 0) throw new Error(`container ${c.name}: the pod runner does not translate ${unknown.join(', ')}`);
-  const sc = c.securityContext ?? {};
+  // The pod's securityContext gives defaults that the container's own overrides.
+  const { fsGroup, ...podDefaults } = pod.spec.securityContext ?? {};
+  const sc = { ...podDefaults, ...(c.securityContext ?? {}) };
   const args = ['run', detach ? '--detach' : '--rm', '--name', `${pod.name}-${c.name}`, '--network', `ns:/run/netns/${pod.netns}`, '--pull=never'];
   if (sc.runAsUser !== undefined) args.push('--user', `${sc.runAsUser}${sc.runAsGroup !== undefined ? `:${sc.runAsGroup}` : ''}`);
   // A read-only root as Kubernetes makes it: podman would otherwise add tmpfs on /tmp, /run, /var/tmp.
+  if (fsGroup !== undefined) args.push('--group-add', String(fsGroup));
   if (sc.readOnlyRootFilesystem) args.push('--read-only', '--read-only-tmpfs=false');
   if (sc.allowPrivilegeEscalation === false) args.push('--security-opt', 'no-new-privileges');
   for (const cap of sc.capabilities?.drop ?? []) args.push('--cap-drop', cap);
   for (const cap of sc.capabilities?.add ?? []) args.push('--cap-add', cap);
   if (sc.seccompProfile && sc.seccompProfile.type !== 'RuntimeDefault') throw new Error(`container ${c.name}: seccompProfile ${sc.seccompProfile.type} is not translated`);
   for (const e of c.env ?? []) {
-    if (e.value === undefined) throw new Error(`container ${c.name}: env ${e.name} without a value (valueFrom) is not translated`);
-    args.push('--env', `${e.name}=${e.value}`);
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    const value = e.value ?? (field !== undefined ? pod.fields?.[field] : undefined);
+    if (value === undefined) throw new Error(`container ${c.name}: env ${e.name} has neither a value nor a fieldRef this runner knows (${JSON.stringify(e.valueFrom)})`);
+    args.push('--env', `${e.name}=${value}`);
   }
   for (const [k, v] of Object.entries(pod.extraEnv?.[c.name] ?? {})) args.push('--env', `${k}=${v}`);
   for (const m of c.volumeMounts ?? []) {
@@ -124,6 +133,20 @@ export function runArgs(pod: PodRun, c: ContainerSpec, detach: boolean): string[
   return args;
 }
 
+/**
+ * What the kubelet checks before starting a container with `runAsNonRoot: true` and no
+ * `runAsUser`: the image's own user must be a non-zero numeric uid (a name cannot be
+ * verified, so the kubelet refuses it too).
+ */
+export async function checkRunAsNonRoot(pod: PodRun, c: ContainerSpec): Promise<void> {
+  const sc = { ...(pod.spec.securityContext ?? {}), ...(c.securityContext ?? {}) };
+  if (sc.runAsNonRoot !== true) return;
+  const uid = sc.runAsUser ?? (await podman(['image', 'inspect', '--format', '{{.Config.User}}', c.image])).trim().split(':')[0];
+  if (!/^\d+$/.test(String(uid)) || Number(uid) === 0) {
+    throw new Error(`container ${c.name}: runAsNonRoot is set but it would run as ${JSON.stringify(String(uid) || 'root')}: the kubelet refuses to start it`);
+  }
+}
+
 /** The name podman knows a container of the pod by. */
 export function containerName(pod: PodRun, container: string): string {
   return `${pod.name}-${container}`;
@@ -141,6 +164,7 @@ export function containerNames(pod: PodRun): string[] {
  */
 export async function startPod(pod: PodRun, awaitReady: (container: ContainerSpec) => Promise<void>): Promise<string[]> {
   const running: string[] = [];
+  for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) await checkRunAsNonRoot(pod, c);
   for (const c of pod.spec.initContainers ?? []) {
     if (c.restartPolicy === 'Always') {
       await podman(runArgs(pod, c, true));
