@@ -50,9 +50,13 @@ export const APP_UID = 1000;
  * Short head timeout for the sidecars (TYPEMESH_REQUEST_HEAD_TIMEOUT_MS), so slowloris
  * tests see the server close a connection within seconds rather than the 60 s default.
  */
-export const HEAD_TIMEOUT_MS = 1500;
-/** Short TLS handshake timeout for the sidecars (TYPEMESH_HANDSHAKE_TIMEOUT_MS), for the same reason. */
-export const HANDSHAKE_TIMEOUT_MS = 1500;
+export const HEAD_TIMEOUT_MS = 2000;
+/**
+ * Short TLS handshake timeout for the sidecars (TYPEMESH_HANDSHAKE_TIMEOUT_MS), for the same
+ * reason; a little longer than the head timeout, as real handshakes between the sidecars must
+ * never hit it on a loaded machine.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 2500;
 const EXEC_TIMEOUT_MS = 15_000;
 
 /** Why the suite cannot run here, or undefined when it can. */
@@ -211,6 +215,8 @@ export interface AppEvent {
   readonly url?: string;
   readonly headers?: Record<string, string | string[]>;
 }
+
+type AuthorizationRuleInput = NonNullable<NonNullable<SidecarConfigInput['inbound']['authorization']>['rules']>[number];
 
 /** Marks the normal client's requests, so they are told apart from attacks. */
 export const NORMAL_HEADER = 'x-suite-normal-client';
@@ -394,7 +400,7 @@ export class PodFixture {
     ]);
   }
 
-  private sidecarConfig(name: string, identity: string, files: LeafFiles, mode: 'STRICT' | 'PERMISSIVE', calls: { service: string; identity: string; address: string }, rules: unknown[]): SidecarConfigInput {
+  private sidecarConfig(name: string, identity: string, files: LeafFiles, mode: 'STRICT' | 'PERMISSIVE', calls: { service: string; identity: string; address: string }, rules: AuthorizationRuleInput[]): SidecarConfigInput {
     return {
       apiVersion: 'typemesh.io/v1alpha1',
       kind: 'SidecarConfig',
@@ -408,7 +414,7 @@ export class PodFixture {
       inbound: {
         mtls: { mode },
         app: { address: '127.0.0.1', port: PORTS.app },
-        authorization: { rules: rules as never },
+        authorization: { rules },
       },
       outbound: {
         passthrough: true,
@@ -419,7 +425,7 @@ export class PodFixture {
           port: PORTS.app,
           subsets: [{ name: 'v1', identity: calls.identity, discovery: { type: 'static', endpoints: [{ address: calls.address, port: PORTS.inbound }] } }],
           routes: [{ name: 'default', destinations: [{ subset: 'v1', weight: 100 }] }],
-        }] as never,
+        }],
       },
       telemetry: { metrics: { enabled: true }, accessLog: { enabled: false } },
       drainTimeoutMs: 1000,
