@@ -83,6 +83,14 @@ describeSecurity('request smuggling over mTLS from the allowed peer', () => {
     expect(r.closedBy).toBe('peer');
   });
 
+  test('outbound: HTTP/0.9 in absolute form from the app is refused and reaches no peer', async () => {
+    const mark = fx.mark();
+    const r = await fx.podApp.send('127.0.0.1', PORTS.outbound, 'GET http://order/admin/smuggled\r\n\r\n');
+    expect(statuses(r.data).filter((c) => c < 400)).toEqual([]);
+    expect(r.closedBy).toBe('peer');
+    await fx.expectAppsUntouched(mark);
+  });
+
   test('the sidecar is still up and serving after every attack', async () => {
     await fx.expectSidecarAlive();
     await fx.normalCall();
