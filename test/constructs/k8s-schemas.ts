@@ -1,56 +1,123 @@
 /**
- * Validates synthesized objects against the Kubernetes and cert-manager schemas
- * (kubernetes-models). `.validate()` accepts unknown fields and kinds, so every object's
- * apiVersion/kind must also be one this table knows: an object we cannot validate fails.
- * The Prometheus operator's PodMonitor has no installed schema package, so it gets the
- * explicit structural check `validatePodMonitor` below instead.
+ * Validates synthesized objects strictly against the official schemas, vendored in
+ * test/schemas/ (see its README for provenance and license):
  *
- * Schema version: kubernetes-models 4.5.1 carries the Kubernetes 1.27.1 OpenAPI schemas; the
- * 1.28-and-later releases (kubernetes-models 5) require Node.js 22 and this project runs on
- * Node.js 20. Every kind synthesized here (v1 Namespace, ServiceAccount, Service, ConfigMap,
- * apps/v1 Deployment, networking.k8s.io/v1 NetworkPolicy) is a stable API whose fields we use
- * are unchanged between 1.27 and 1.28.
+ * - Kubernetes **1.33** API definitions (the pruned `k8s-1.33-pruned.json`): 1.33 is a
+ *   supported release, and native sidecars (init containers with `restartPolicy: Always`,
+ *   which the pods use) need 1.29 or later;
+ * - the cert-manager v1.21.1 Certificate and Issuer CRDs (ClusterIssuer has the Issuer's
+ *   schema) and the prometheus-operator PodMonitor CRD.
+ *
+ * Strict: every object schema that lists `properties` gets `additionalProperties: false`
+ * unless it is marked `x-kubernetes-preserve-unknown-fields`, so a misspelt or unknown field
+ * fails (the API server drops unknown fields silently, or rejects them with
+ * `kubectl apply --validate=strict`). Objects are validated by apiVersion and kind; a kind
+ * with no schema here fails. CRD objects' `metadata` is checked against Kubernetes'
+ * ObjectMeta, as the API server does.
  */
-import { Certificate, ClusterIssuer, Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1';
-import { Deployment } from 'kubernetes-models/apps/v1';
-import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import Ajv, { ValidateFunction } from 'ajv';
 
-type Validator = (obj: any) => { validate(): void };
+/** The Kubernetes version whose API definitions validate the output. */
+export const VALIDATING_KUBERNETES_VERSION = '1.33';
 
-const VALIDATORS: Record<string, Validator> = {
-  'v1/Namespace': (o) => new Namespace(o),
-  'v1/ServiceAccount': (o) => new ServiceAccount(o),
-  'v1/Service': (o) => new Service(o),
-  'v1/ConfigMap': (o) => new ConfigMap(o),
-  'apps/v1/Deployment': (o) => new Deployment(o),
-  'networking.k8s.io/v1/NetworkPolicy': (o) => new NetworkPolicy(o),
-  'cert-manager.io/v1/Certificate': (o) => new Certificate(o),
-  'cert-manager.io/v1/Issuer': (o) => new Issuer(o),
-  'cert-manager.io/v1/ClusterIssuer': (o) => new ClusterIssuer(o),
-  'monitoring.coreos.com/v1/PodMonitor': (o) => ({ validate: () => validatePodMonitor(o) }),
+const SCHEMA_DIR = path.join(__dirname, '..', 'schemas');
+const K8S_ID = 'k8s';
+
+type Json = any;
+
+/** Adds `additionalProperties: false` to every object schema with properties (recursively). */
+export function strict(schema: Json): Json {
+  if (Array.isArray(schema)) return schema.map(strict);
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: Json = {};
+  for (const [k, v] of Object.entries(schema)) {
+    // A `properties` map's keys are field names, not keywords: recurse into each value only.
+    if (k === 'properties' && v && typeof v === 'object') {
+      out[k] = Object.fromEntries(Object.entries(v as object).map(([name, sub]) => [name, strict(sub)]));
+    } else {
+      out[k] = strict(v);
+    }
+  }
+  if (out.properties && out.additionalProperties === undefined && out['x-kubernetes-preserve-unknown-fields'] !== true) {
+    out.additionalProperties = false;
+  }
+  return out;
+}
+
+function loadJson(file: string): Json {
+  return JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, file), 'utf8'));
+}
+
+function newAjv(): Ajv {
+  // strict: false because the schemas carry the x-kubernetes-* keywords; the formats are the
+  // OpenAPI ones the schemas use (integers are range-checked, the others are strings).
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  const INT32 = 2 ** 31;
+  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -INT32 && n < INT32 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+  ajv.addFormat('double', { type: 'number', validate: () => true });
+  for (const f of ['byte', 'date-time', 'date', 'duration', 'email', 'uri', 'hostname', 'ipv4', 'ipv6', 'uuid', 'password']) ajv.addFormat(f, true);
+  return ajv;
+}
+
+const validators = new Map<string, ValidateFunction>();
+
+function buildValidators(): void {
+  const ajv = newAjv();
+  const definitions = strict(loadJson(`k8s-${VALIDATING_KUBERNETES_VERSION}-pruned.json`).definitions);
+  ajv.addSchema({ $id: K8S_ID, definitions });
+  for (const [name, def] of Object.entries<Json>(definitions)) {
+    for (const gvk of def['x-kubernetes-group-version-kind'] ?? []) {
+      const apiVersion = gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version;
+      validators.set(`${apiVersion}/${gvk.kind}`, ajv.compile({ $ref: `${K8S_ID}#/definitions/${name}` }));
+    }
+  }
+  for (const crd of loadJson('crds.json').crds) {
+    const schema = strict(crd.schema);
+    schema.properties.metadata = { $ref: `${K8S_ID}#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta` };
+    const validate = ajv.compile(schema);
+    validators.set(`${crd.group}/${crd.version}/${crd.kind}`, validate);
+    // cert-manager's ClusterIssuer is the cluster-scoped twin of Issuer, with the same spec schema.
+    if (crd.group === 'cert-manager.io' && crd.kind === 'Issuer') validators.set(`${crd.group}/${crd.version}/ClusterIssuer`, validate);
+  }
+}
+
+/** Hand checks layered on a kind's schema (rules the schema cannot say). */
+const EXTRA_CHECKS: Record<string, (o: any) => void> = {
+  'monitoring.coreos.com/v1/PodMonitor': (o) => validatePodMonitor(o),
 };
 
-/** Throws unless the object's kind is known and it validates against its schema. */
+/** Throws unless the object's kind is known and it validates strictly against its schema. */
 export function validateObject(obj: { apiVersion?: string; kind?: string; metadata?: { name?: string } }): void {
+  if (validators.size === 0) buildValidators();
   const key = `${obj.apiVersion}/${obj.kind}`;
-  const make = VALIDATORS[key];
-  if (!make) throw new Error(`no schema validator for ${key} (object ${obj.metadata?.name}): add one to test/constructs/k8s-schemas.ts`);
+  const validate = validators.get(key);
+  if (!validate) throw new Error(`no schema validator for ${key} (object ${obj.metadata?.name}): add its schema to test/schemas (see test/schemas/README.md)`);
   try {
-    make(obj).validate();
+    EXTRA_CHECKS[key]?.(obj);
   } catch (e) {
     throw new Error(`${key} ${obj.metadata?.name} does not validate: ${(e as Error).message}`);
+  }
+  const name = obj.metadata?.name;
+  if (!validate(obj)) {
+    const errors = (validate.errors ?? []).map((e) => {
+      const extra = e.keyword === 'additionalProperties' ? ` (unknown field "${(e.params as { additionalProperty: string }).additionalProperty}")` : '';
+      return `${e.instancePath || '/'} ${e.message}${extra}`;
+    });
+    throw new Error(`${key} ${name} does not validate against the Kubernetes ${VALIDATING_KUBERNETES_VERSION} / CRD schema: ${[...new Set(errors)].join('; ')}`);
   }
 }
 
 /*
- * PodMonitor (monitoring.coreos.com/v1), checked by hand: kubernetes-models ships no
- * prometheus-operator models and no schema package for it is installed (the project adds no
- * dependency for one kind). The check covers what TypeMesh writes, following the operator's
- * CRD: the identity, the metadata, `spec.selector.matchLabels` and each
- * `spec.podMetricsEndpoints[]`'s port/path/scheme/interval. Unknown fields fail, as a strict
- * apply of the CRD would reject them, so a misspelt field cannot pass unnoticed.
+ * PodMonitor (monitoring.coreos.com/v1): hand checks on top of the CRD schema, for what the
+ * schema does not say but the operator needs: a namespace (PodMonitors are selected per
+ * namespace), a non-empty selector (an empty one selects every pod), port names, paths and
+ * Prometheus durations in their valid forms, and the known fields only, named in the message so
+ * a misspelt field cannot pass unnoticed.
  */
+
 
 const DNS_1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
