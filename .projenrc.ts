@@ -69,6 +69,8 @@ const project = new typescript.TypeScriptProject({
     'typedoc@^0.28.0',
     'typedoc-plugin-markdown@^4.6.0',
     'esbuild@^0.25.0',
+    // Strict validation of synthesized objects against the vendored Kubernetes/CRD schemas (test/constructs/k8s-schemas.ts).
+    'ajv@^8.17.0',
   ],
 
   jestOptions: {
