@@ -21,6 +21,9 @@ export const SPIFFE_ID = /^spiffe:\/\/[a-z0-9.-]+(\/[A-Za-z0-9._~!$&'()*+,;=:@%-
 const name = z.string().regex(DNS_1123_LABEL, 'must be a DNS-1123 label (lower-case letters, digits and "-", at most 63 characters)');
 const port = z.number().int().min(1).max(65535);
 const durationMs = z.number().int().min(0);
+
+/** The drain window when `drainDurationMs` is unset: Istio's terminationDrainDuration default. */
+export const DEFAULT_DRAIN_DURATION_MS = 5000;
 const positiveDurationMs = z.number().int().min(1);
 const percentage = z.number().min(0).max(100);
 const spiffeId = z.string().regex(SPIFFE_ID, 'must be a SPIFFE ID such as spiffe://cluster.local/ns/shop/sa/payment');
@@ -363,8 +366,18 @@ export const SidecarConfigSchema = z.strictObject({
     tracing: { enabled: false, sampleRate: 1 },
     accessLog: { enabled: true, format: 'json' },
   }),
-  /** SIGTERM: stop accepting, then wait at most this long for requests in flight. */
+  /**
+   * SIGTERM, after the drain window: close the listeners, then wait at most this long for the
+   * app's connections and the requests in flight.
+   */
   drainTimeoutMs: durationMs.default(5000),
+  /**
+   * SIGTERM: the drain window (Istio's terminationDrainDuration). Both listeners keep accepting
+   * this long; inbound answers carry `Connection: close` and HTTP/2 sessions get GOAWAY, so
+   * peers move to other pods while the endpoint is removed; readiness is 503. Unset means
+   * DEFAULT_DRAIN_DURATION_MS (left out of the defaults so that configs written before it read the same).
+   */
+  drainDurationMs: durationMs.optional(),
   /** Only in a gateway's config: the listeners that face outside clients and their routes. */
   gateway: GatewaySchema.optional(),
 }).superRefine((cfg, ctx) => {

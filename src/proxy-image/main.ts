@@ -24,7 +24,8 @@ Options:
   --version        print the version and exit
   --help           print this help and exit
 
-Signals: SIGHUP reloads config and certificates; SIGTERM/SIGINT drain and exit 0.
+Signals: SIGHUP reloads config and certificates; SIGTERM/SIGINT drain and exit 0 (listeners keep
+  accepting for drainDurationMs, peers are told to close, then the listeners close).
 Environment: TYPEMESH_LOG_LEVEL=debug|info|warn|error (default info);
   TYPEMESH_REQUEST_HEAD_TIMEOUT_MS: time a new connection has to send its first request head (default 60000).
 `;

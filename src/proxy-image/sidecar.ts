@@ -9,7 +9,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
-import { inboundListenAddresses, outboundListenAddresses, parseSidecarConfigText, SidecarConfig } from '../config';
+import { DEFAULT_DRAIN_DURATION_MS, inboundListenAddresses, outboundListenAddresses, parseSidecarConfigText, SidecarConfig } from '../config';
 import { adminHandler } from './admin';
 import { FileWatcher } from './file-watch';
 import { GatewayListeners } from './gateway';
@@ -156,7 +156,16 @@ export class Sidecar {
   private lastConfigText?: string;
   private inFlight = 0;
   private draining = false;
+  /** Checks run whenever a request ends or an app connection closes, while draining. */
   private drainWaiters: Array<() => void> = [];
+  /**
+   * The app's connections to the outbound listener. Draining leaves them alone, and after the
+   * drain window the outbound listener stays open while one remains: with legacy sidecars the
+   * app gets SIGTERM at the same time and may still be calling out.
+   */
+  private readonly appConnections = new Set<net.Socket>();
+  /** HTTP/2 sessions from the app (h2c on the outbound port): no GOAWAY for them while draining. */
+  private readonly appH2Sessions = new WeakSet<http2.Http2Session>();
   private readonly inboundSockets = new Set<net.Socket>();
   /**
    * HTTP/1.1 downstream connections and their requests in flight. The HTTP servers here never
@@ -286,9 +295,9 @@ export class Sidecar {
         if (pending !== undefined) {
           this.pendingClientErrors.delete(socket);
           endWithError(socket, pending);
-        } else if (this.draining) socket.end(); // draining: closed as soon as its last request is answered
+        } else if (this.closesOnDrain(socket)) socket.end(); // draining: closed as soon as its last request is answered
       });
-      if (this.draining) res.shouldKeepAlive = false;
+      if (this.closesOnDrain(socket)) res.shouldKeepAlive = false; // Connection: close
       handler(req, res);
     });
     server.on('connection', (socket: net.Socket) => {
@@ -341,7 +350,9 @@ export class Sidecar {
     server.on('session', (session: http2.Http2Session) => {
       this.h2Sessions.add(session);
       session.once('close', () => this.h2Sessions.delete(session));
-      if (this.draining) session.close();
+      if (server === this.outboundH2) this.appH2Sessions.add(session);
+      // Draining: a peer's new session has its first stream served, then GOAWAY moves it away.
+      else if (this.draining) session.once('stream', () => session.close());
     });
     server.on('sessionError', () => undefined);
     return server;
@@ -349,6 +360,11 @@ export class Sidecar {
 
   private acceptOutbound(socket: net.Socket): void {
     socket.on('error', () => undefined);
+    this.appConnections.add(socket);
+    socket.once('close', () => {
+      this.appConnections.delete(socket);
+      this.drainProgress();
+    });
     this.observer.tcpConnectionOpened('outbound', 'none');
     socket.once('close', () => this.observer.tcpConnectionClosed('outbound', 'none'));
     socket.once('data', (chunk: Buffer) => {
@@ -495,10 +511,33 @@ export class Sidecar {
 
   private track(delta: number): void {
     this.inFlight += delta;
-    if (this.inFlight === 0 && this.drainWaiters.length) {
-      for (const w of this.drainWaiters) w();
-      this.drainWaiters = [];
-    }
+    if (this.inFlight === 0) this.drainProgress();
+  }
+
+  private drainProgress(): void {
+    for (const check of [...this.drainWaiters]) check();
+  }
+
+  /** Resolves true once cond() holds (checked as requests end and app connections close), false after timeoutMs. */
+  private drainUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (cond()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.drainWaiters = this.drainWaiters.filter((w) => w !== check);
+        resolve(ok);
+      };
+      const check = (): void => {
+        if (cond()) done(true);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.drainWaiters.push(check);
+    });
+  }
+
+  /** Draining: a peer's connection is closed after its answer; the app's stay open while it runs. */
+  private closesOnDrain(socket: net.Socket): boolean {
+    return this.draining && !this.appConnections.has(socket);
   }
 
   /** Re-reads the config file; a valid config is swapped in, an invalid one refused. */
@@ -554,29 +593,35 @@ export class Sidecar {
     await Promise.all([this.reloadConfig('SIGHUP'), this.identity.reload()]);
   }
 
-  /** SIGTERM: stop accepting, let requests in flight finish (at most drainTimeoutMs), then close everything. */
+  /**
+   * SIGTERM, in order (docs/sidecar.md#reload-and-drain):
+   * 1. the drain window (drainDurationMs): readiness is 503 and both listeners keep accepting;
+   *    peers' answers carry `Connection: close` and their HTTP/2 sessions get GOAWAY, so they
+   *    move to other pods while the endpoint is removed; the app's connections are left alone;
+   * 2. the inbound listener closes, peers' idle connections are closed;
+   * 3. the outbound listener stays open while the app has a connection open (legacy sidecars
+   *    get SIGTERM with the app, which may still be calling out) and requests in flight finish,
+   *    both at most drainTimeoutMs; then everything closes and the process exits 0.
+   */
   public async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    const windowMs = this.state.config.drainDurationMs ?? DEFAULT_DRAIN_DURATION_MS;
     const timeoutMs = this.state.config.drainTimeoutMs;
-    log('info', 'draining', { inFlight: this.inFlight, drainTimeoutMs: timeoutMs });
+    log('info', 'draining', { inFlight: this.inFlight, appConnections: this.appConnections.size, drainDurationMs: windowMs, drainTimeoutMs: timeoutMs });
+    for (const session of this.h2Sessions) if (!this.appH2Sessions.has(session)) session.close(); // GOAWAY: streams in flight finish
+    if (windowMs > 0) await new Promise((resolve) => setTimeout(resolve, windowMs));
     this.configWatcher.close();
     this.identity.close();
-    this.outboundFront.close();
     this.inboundFront.close();
-    for (const twin of [...this.twins.outbound, ...this.twins.inbound]) twin.close();
+    for (const twin of this.twins.inbound) twin.close();
     this.gateway?.close();
-    for (const session of this.h2Sessions) session.close(); // GOAWAY: streams in flight finish
-    for (const [socket, active] of this.downstream) if (active === 0) socket.end();
-    if (this.inFlight > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs);
-        this.drainWaiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    for (const [socket, active] of this.downstream) if (active === 0 && !this.appConnections.has(socket)) socket.end();
+    log('info', 'drain window over: inbound listener closed', { inFlight: this.inFlight, appConnections: this.appConnections.size });
+    await this.drainUntil(() => this.appConnections.size === 0 && this.inFlight === 0, timeoutMs);
+    this.outboundFront.close();
+    for (const twin of this.twins.outbound) twin.close();
+    log('info', 'outbound listener closed', { inFlight: this.inFlight, appConnections: this.appConnections.size });
     const abandoned = this.inFlight;
     for (const socket of this.downstream.keys()) socket.destroy();
     for (const s of this.inboundSockets) s.destroy();

@@ -275,6 +275,11 @@ export interface WorkloadConfigOptions {
   readonly passthrough?: boolean;
   readonly drainTimeoutMs?: number;
   /**
+   * The SIGTERM drain window; tests that do not test it stop at once.
+   * @default 0
+   */
+  readonly drainDurationMs?: number;
+  /**
    * Protocol of the app port.
    * @default 'http'
    */
@@ -301,6 +306,7 @@ export function workloadConfig(o: WorkloadConfigOptions): SidecarConfigInput {
     outbound: { services: o.services ?? [], passthrough: o.passthrough ?? true },
     telemetry: { metrics: { enabled: false }, accessLog: { enabled: false } },
     drainTimeoutMs: o.drainTimeoutMs ?? 3000,
+    drainDurationMs: o.drainDurationMs ?? 0,
   };
 }
 
