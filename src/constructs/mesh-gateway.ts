@@ -274,7 +274,7 @@ export class MeshGateway extends Construct {
         appPorts: [{ name: 'none', port: GatewayPorts.NO_APP, protocol: 'http' }],
       },
       listeners: { bindAddress: '0.0.0.0', outboundPort: SidecarPorts.OUTBOUND, inboundPort: SidecarPorts.INBOUND, adminPort: SidecarPorts.ADMIN },
-      tls: { certFile: `${SIDECAR_CERTS_DIR}/tls.crt`, keyFile: `${SIDECAR_CERTS_DIR}/tls.key`, caFile: `${SIDECAR_CERTS_DIR}/ca.crt` },
+      tls: { certFile: `${SIDECAR_CERTS_DIR}/tls.crt`, keyFile: `${SIDECAR_CERTS_DIR}/tls.key`, caFile: this.mesh._sidecarTrust.caFile },
       inbound: {
         // No mesh workload has any business calling into a gateway: everything is denied,
         // so the gateway can never lend its identity to a caller from inside the mesh.
@@ -454,6 +454,7 @@ export class MeshGateway extends Construct {
               volumeMounts: [
                 { name: 'typemesh-config', mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
                 { name: 'typemesh-certs', mountPath: SIDECAR_CERTS_DIR, readOnly: true },
+                ...this.mesh._sidecarTrust.volumeMounts,
                 ...(serverSecret ? [{ name: 'gateway-server-tls', mountPath: GATEWAY_SERVER_TLS_DIR, readOnly: true }] : []),
                 { name: 'typemesh-tmp', mountPath: '/tmp' },
               ],
@@ -461,6 +462,7 @@ export class MeshGateway extends Construct {
             volumes: [
               { name: 'typemesh-config', configMap: { name: configMapName } },
               { name: 'typemesh-certs', secret: { secretName: certSecretName } },
+              ...this.mesh._sidecarTrust.volumes,
               ...(serverSecret ? [{ name: 'gateway-server-tls', secret: { secretName: serverSecret } }] : []),
               { name: 'typemesh-tmp', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
             ],

@@ -576,7 +576,7 @@ export class MeshService extends Construct {
       tls: {
         certFile: `${SIDECAR_CERTS_DIR}/tls.crt`,
         keyFile: `${SIDECAR_CERTS_DIR}/tls.key`,
-        caFile: `${SIDECAR_CERTS_DIR}/ca.crt`,
+        caFile: this.mesh._sidecarTrust.caFile,
       },
       inbound: {
         mtls: { mode: this.mtlsMode },
@@ -843,6 +843,7 @@ export class MeshService extends Construct {
             sidecarResources: this.mesh.sidecarResources,
             configMapName,
             certSecretName: this.certSecretName,
+            trust: this.mesh._sidecarTrust,
           }, () => interceptionArgsFor(this.sidecarConfig(v.name))),
         },
       },

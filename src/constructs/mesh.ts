@@ -1,10 +1,11 @@
 import { ApiObject, Duration } from 'cdk8s';
 import { Construct, IConstruct } from 'constructs';
-import { CertificateAuthority } from './certificate-authority';
+import { CertificateAuthority, MESH_CA_SECRET, resolveSidecarTrust, SidecarTrust, TrustBundle } from './certificate-authority';
 import type { MeshService } from './mesh-service';
 import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
+import { SIDECAR_CERTS_DIR } from './sidecar-injection';
 import { ResolvedTelemetry, resolveMeshTelemetry, TelemetryOptions } from './telemetry';
 import { durationMs, goDuration, MtlsMode } from './values';
 
@@ -86,6 +87,13 @@ export interface MeshProps {
    */
   readonly certificateAuthority?: CertificateAuthority;
   /**
+   * The CAs every sidecar trusts, from one ConfigMap mounted by every sidecar and reloaded when
+   * it changes: what lets a CA key change without splitting the mesh (old and new CA in the
+   * bundle while leaves are reissued; see docs/constructs.md, "CA rotation").
+   * @default - none: each sidecar trusts only the ca.crt of its own certificate Secret
+   */
+  readonly trustBundle?: TrustBundle;
+  /**
    * Lifetime of each workload certificate.
    * @default Duration.hours(24)
    */
@@ -143,6 +151,8 @@ export class Mesh extends Construct {
   public readonly _telemetry: ResolvedTelemetry;
   /** The issuer that signs workload certificates. */
   public readonly issuer: IssuerReference;
+  /** @internal The caFile of every sidecar config, and the trust bundle volume it mounts (if any). */
+  public readonly _sidecarTrust: SidecarTrust;
   /** Workload certificate lifetime, in milliseconds. */
   public readonly workloadCertificateDurationMs: number;
   /** Workload certificate renewal margin, in milliseconds. */
@@ -196,6 +206,7 @@ export class Mesh extends Construct {
         durationMs(this, 'certificateAuthority.renewBefore', ca.renewBefore, 3_600_000),
       );
     }
+    this._sidecarTrust = resolveSidecarTrust(this, props.trustBundle, ca.kind, SIDECAR_CERTS_DIR);
     BUILT_MESHES.add(this);
   }
 
@@ -257,10 +268,15 @@ export class Mesh extends Construct {
       spec: {
         isCA: true,
         commonName: `typemesh-ca.${this.trustDomain}`,
-        secretName: 'typemesh-ca',
+        secretName: MESH_CA_SECRET,
         duration: goDuration(caDurationMs),
         renewBefore: goDuration(caRenewBeforeMs),
-        privateKey: { algorithm: 'ECDSA', size: 256 },
+        // Never: a renewal keeps the CA key, so every leaf it signed still verifies against the
+        // renewed CA certificate (same subject, same key). cert-manager 1.18+ defaults to Always,
+        // which gives the renewed CA a new key without reissuing the leaves: pods on the old and
+        // the new CA would refuse each other until their leaves renew. A real key change is a
+        // deliberate rotation through a trust bundle (trustBundle, docs/constructs.md).
+        privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Never' },
         issuerRef: { name: 'typemesh-selfsigned', kind: 'Issuer', group: 'cert-manager.io' },
       },
     });
@@ -268,7 +284,7 @@ export class Mesh extends Construct {
       apiVersion: 'cert-manager.io/v1',
       kind: 'Issuer',
       metadata: { name: 'typemesh-ca', namespace: ns, labels: this.labels('certificate-authority', 'typemesh-ca') },
-      spec: { ca: { secretName: 'typemesh-ca' } },
+      spec: { ca: { secretName: MESH_CA_SECRET } },
     });
   }
 }

@@ -68,6 +68,8 @@ export interface WorkloadPodSpec {
   readonly sidecarResources: ContainerResources;
   readonly configMapName: string;
   readonly certSecretName: string;
+  /** The mesh's trust bundle volume and mount (none: the sidecar trusts its Secret's ca.crt). */
+  readonly trust?: { readonly volumes: Array<Record<string, unknown>>; readonly volumeMounts: Array<Record<string, unknown>> };
 }
 
 /** Kubernetes resource requirements from ContainerResources (empty parts omitted). */
@@ -148,6 +150,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     volumeMounts: [
       { name: 'typemesh-config', mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
       { name: 'typemesh-certs', mountPath: SIDECAR_CERTS_DIR, readOnly: true },
+      ...(w.trust?.volumeMounts ?? []),
       { name: 'typemesh-tmp', mountPath: '/tmp' },
     ],
   };
@@ -178,6 +181,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     volumes: [
       { name: 'typemesh-config', configMap: { name: w.configMapName } },
       { name: 'typemesh-certs', secret: { secretName: w.certSecretName } },
+      ...(w.trust?.volumes ?? []),
       { name: 'typemesh-tmp', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
     ],
   };
