@@ -29,6 +29,8 @@ export * from './traffic-mirror';
 export * from './strict-mtls';
 export * from './authorization-policy';
 export {
-  SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_UID, SidecarPorts,
+  DEFAULT_APP_SECURITY_CONTEXT, InterceptionMode, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_UID,
+  SidecarMode, SidecarPorts,
 } from './sidecar-injection';
+export type { Capabilities, ContainerSecurityContext, PodSecurityLevel } from './sidecar-injection';
 export { DEFAULT_SIDECAR_IMAGE, PACKAGE_VERSION } from './package-version';

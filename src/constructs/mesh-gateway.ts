@@ -10,8 +10,8 @@ import { checkDnsLabel, checkInteger, fail, MeshValidationError } from './errors
 import { ContainerResources, Mesh } from './mesh';
 import { MeshService } from './mesh-service';
 import {
-  k8sResources, SIDECAR_ADMIN_PORT_NAME, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_CONTAINER,
-  SIDECAR_UID, SidecarPorts,
+  k8sResources, POD_SECURITY_CONTEXT, PROXY_POD_ENV, proxyProbes, proxySecurityContext, SIDECAR_ADMIN_PORT_NAME,
+  SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_CONTAINER, SidecarPorts,
 } from './sidecar-injection';
 import { Source } from './source';
 import { AccessLogFormat, goDuration } from './values';
@@ -386,7 +386,8 @@ export class MeshGateway extends Construct {
         duration: goDuration(this.mesh.workloadCertificateDurationMs),
         renewBefore: goDuration(this.mesh.workloadCertificateRenewBeforeMs),
         privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' },
-        usages: ['digital signature', 'key encipherment', 'client auth', 'server auth'],
+        // No key encipherment: an ECDSA key only signs.
+        usages: ['digital signature', 'client auth', 'server auth'],
         issuerRef: { ...this.mesh.issuer },
       },
     });
@@ -403,7 +404,7 @@ export class MeshGateway extends Construct {
           secretName: serverSecret,
           dnsNames: Lazy.any({ produce: () => this.serverDnsNames(tls.issuer) }),
           privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' },
-          usages: ['digital signature', 'key encipherment', 'server auth'],
+          usages: ['digital signature', 'server auth'],
           issuerRef: { name: tls.issuer.name, kind: tls.issuer.kind ?? 'ClusterIssuer', group: 'cert-manager.io' },
         },
       });
@@ -430,6 +431,8 @@ export class MeshGateway extends Construct {
           spec: {
             serviceAccountName: this.serviceAccountName,
             automountServiceAccountToken: false,
+            // Passes the restricted Pod Security level: RuntimeDefault seccomp, uid 1337, no capability.
+            securityContext: POD_SECURITY_CONTEXT,
             // No app and no interception init container: the proxy is the whole pod.
             containers: [{
               name: SIDECAR_CONTAINER,
@@ -441,16 +444,10 @@ export class MeshGateway extends Construct {
                 ...(serverSecret ? [{ name: 'gateway-https', containerPort: GatewayPorts.HTTPS, protocol: 'TCP' }] : []),
                 { name: SIDECAR_ADMIN_PORT_NAME, containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
               ],
-              readinessProbe: { httpGet: { path: '/healthz/ready', port: SidecarPorts.ADMIN, scheme: 'HTTP' }, periodSeconds: 5, failureThreshold: 3 },
+              env: PROXY_POD_ENV,
+              ...proxyProbes(),
               resources: k8sResources(resources),
-              securityContext: {
-                runAsUser: SIDECAR_UID,
-                runAsGroup: SIDECAR_UID,
-                runAsNonRoot: true,
-                readOnlyRootFilesystem: true,
-                allowPrivilegeEscalation: false,
-                capabilities: { drop: ['ALL'] },
-              },
+              securityContext: proxySecurityContext(),
               volumeMounts: [
                 { name: 'typemesh-config', mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
                 { name: 'typemesh-certs', mountPath: SIDECAR_CERTS_DIR, readOnly: true },

@@ -14,7 +14,8 @@ import { checkDnsLabel, checkInteger, checkPercentage, fail, MeshValidationError
 import { checkMethod, HeaderCondition, RequestMatch, routeMatchConfig } from './matches';
 import { ContainerResources, Mesh } from './mesh';
 import {
-  AppProbe, podSpec, SIDECAR_ADMIN_PORT_NAME, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarPorts,
+  AppProbe, ContainerSecurityContext, DEFAULT_APP_SECURITY_CONTEXT, podAnnotations, podSpec, SIDECAR_ADMIN_PORT_NAME,
+  SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarPorts,
 } from './sidecar-injection';
 import type { MeshGateway } from './mesh-gateway';
 import { Source } from './source';
@@ -77,6 +78,14 @@ export interface HttpProbeOptions {
   readonly failureThreshold?: number;
 }
 
+/** A key of a Secret, for an environment variable. */
+export interface SecretKeyReference {
+  /** The Secret's name (in the mesh's namespace). */
+  readonly secretName: string;
+  /** The key in the Secret. */
+  readonly key: string;
+}
+
 /** One version of a service: a Deployment with its own pods, subset and sidecar config. */
 export interface VersionOptions {
   /** The version's name, e.g. `v1` (a DNS-1123 label; it is the `version` label and the subset name). */
@@ -93,6 +102,26 @@ export interface VersionOptions {
    * @default - none
    */
   readonly env?: Record<string, string>;
+  /**
+   * Environment of the app container from the downward API: variable name to a pod field path
+   * such as `metadata.name`, `metadata.namespace`, `status.podIP` or `spec.nodeName`.
+   * @default - none
+   */
+  readonly fieldEnv?: Record<string, string>;
+  /**
+   * Environment of the app container from Secrets: variable name to a key of a Secret in the
+   * mesh's namespace.
+   * @default - none
+   */
+  readonly secretEnv?: Record<string, SecretKeyReference>;
+  /**
+   * The app container's security context. The default passes the `restricted` Pod Security
+   * level (with the pod's RuntimeDefault seccomp profile); the image must then run as a
+   * non-root numeric USER, or set `runAsUser`. In a mesh whose pods pass `restricted`
+   * (InterceptionMode.CNI or EXPLICIT) a context that would not pass it is refused.
+   * @default - runAsNonRoot true, allowPrivilegeEscalation false, capabilities drop ALL
+   */
+  readonly securityContext?: ContainerSecurityContext;
   /**
    * The app container's command (entrypoint).
    * @default - the image's entrypoint
@@ -695,7 +724,8 @@ export class MeshService extends Construct {
         duration: goDuration(this.mesh.workloadCertificateDurationMs),
         renewBefore: goDuration(this.mesh.workloadCertificateRenewBeforeMs),
         privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' },
-        usages: ['digital signature', 'key encipherment', 'server auth', 'client auth'],
+        // No key encipherment: an ECDSA key signs (TLS 1.3 and ECDHE); it never encrypts a key.
+        usages: ['digital signature', 'server auth', 'client auth'],
         issuerRef: { ...this.mesh.issuer },
       },
     });
@@ -768,6 +798,53 @@ export class MeshService extends Construct {
     return `${this.serviceAccountName}-mesh-tls`;
   }
 
+  /** The app's environment: plain values, then downward-API fields, then Secret keys. */
+  private appEnv(v: VersionOptions, index: number): Array<Record<string, unknown>> {
+    const env: Array<Record<string, unknown>> = Object.entries(v.env ?? {}).map(([k, value]) => ({ name: k, value }));
+    for (const [name, fieldPath] of Object.entries(v.fieldEnv ?? {})) {
+      if (!DOWNWARD_API_FIELD.test(fieldPath)) {
+        fail({ construct: this, prop: `versions[${index}].fieldEnv.${name}`, value: fieldPath, problem: 'is not a pod field the downward API offers as an environment variable', fix: 'use metadata.name, metadata.namespace, metadata.uid, metadata.labels[\'<key>\'], metadata.annotations[\'<key>\'], spec.nodeName, spec.serviceAccountName, status.hostIP, status.podIP or status.podIPs' });
+      }
+      env.push({ name, valueFrom: { fieldRef: { fieldPath } } });
+    }
+    for (const [name, ref] of Object.entries(v.secretEnv ?? {})) {
+      if (!DNS_SUBDOMAIN.test(ref.secretName) || ref.secretName.length > 253) {
+        fail({ construct: this, prop: `versions[${index}].secretEnv.${name}.secretName`, value: ref.secretName, problem: 'is not a Secret name (a DNS-1123 subdomain)', fix: 'use the name of a Secret in the mesh namespace, e.g. "payment-db"' });
+      }
+      if (!ref.key || !/^[-._a-zA-Z0-9]+$/.test(ref.key)) {
+        fail({ construct: this, prop: `versions[${index}].secretEnv.${name}.key`, value: ref.key, problem: 'is not a Secret key', fix: 'use a key of the Secret, e.g. "password"' });
+      }
+      env.push({ name, valueFrom: { secretKeyRef: { name: ref.secretName, key: ref.key } } });
+    }
+    const seen = new Set<string>();
+    env.forEach((e) => {
+      const name = e.name as string;
+      if (!ENV_NAME.test(name)) fail({ construct: this, prop: `versions[${index}].env`, value: name, problem: 'is not a valid environment variable name', fix: 'use letters, digits, "_", "-" and "." not starting with a digit' });
+      if (seen.has(name)) fail({ construct: this, prop: `versions[${index}]`, value: name, problem: 'sets this environment variable twice (env, fieldEnv, secretEnv)', fix: 'set each variable once' });
+      seen.add(name);
+    });
+    return env;
+  }
+
+  /** The app's security context; in a restricted mesh, refused unless it passes restricted. */
+  private appSecurityContext(v: VersionOptions, index: number): ContainerSecurityContext {
+    const c = v.securityContext ?? DEFAULT_APP_SECURITY_CONTEXT;
+    if (this.mesh.podSecurityLevel === 'restricted') {
+      const problems: string[] = [];
+      if (c.privileged) problems.push('privileged is true');
+      if (c.allowPrivilegeEscalation !== false) problems.push('allowPrivilegeEscalation must be false');
+      if (c.runAsNonRoot !== true) problems.push('runAsNonRoot must be true');
+      if (c.runAsUser === 0) problems.push('runAsUser is 0');
+      if (!(c.capabilities?.drop ?? []).includes('ALL')) problems.push('capabilities.drop must include ALL');
+      const added = (c.capabilities?.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
+      if (added.length > 0) problems.push(`capabilities.add may hold only NET_BIND_SERVICE, not ${added.join(', ')}`);
+      if (problems.length > 0) {
+        fail({ construct: this, prop: `versions[${index}].securityContext`, value: c, problem: `would not pass the restricted Pod Security level that the mesh's namespace enforces (interception ${this.mesh.interception}): ${problems.join('; ')}`, fix: 'start from { runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } }, or use InterceptionMode.INIT_CONTAINER (privileged namespace)' });
+      }
+    }
+    return c;
+  }
+
   private synthesizeVersion(v: VersionOptions, index: number): void {
     const ns = this.mesh.namespace;
     const name = `${this.serviceName}-${v.name}`;
@@ -818,6 +895,11 @@ export class MeshService extends Construct {
     this.probesByVersion.set(v.name, probes);
 
     const metrics = this.telemetry.metricsEnabled;
+    // typemesh-init's flags: for the init container, or the CNI plugin's pod annotation.
+    const initArgs = () => [
+      ...interceptionArgsFor(this.sidecarConfig(v.name)),
+      ...(this.mesh.excludeOutboundCidrs.length > 0 ? ['--exclude-outbound-cidrs', this.mesh.excludeOutboundCidrs.join(',')] : []),
+    ];
     new ApiObject(this, `${v.name}-deployment`, {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -828,14 +910,20 @@ export class MeshService extends Construct {
         template: {
           metadata: {
             labels,
-            ...(metrics ? { annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(SidecarPorts.ADMIN), 'prometheus.io/path': '/metrics' } } : {}),
+            annotations: {
+              ...podAnnotations(this.mesh.interception, initArgs),
+              ...(metrics ? { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(SidecarPorts.ADMIN), 'prometheus.io/path': '/metrics' } : {}),
+            },
           },
           spec: podSpec({
             serviceAccountName: this.serviceAccountName,
             image: v.image,
             command: v.command,
             args: v.args,
-            env: Object.entries(v.env ?? {}).map(([k, value]) => ({ name: k, value })),
+            env: this.appEnv(v, index),
+            securityContext: this.appSecurityContext(v, index),
+            sidecarMode: this.mesh.sidecarMode,
+            interception: this.mesh.interception,
             ports: this.ports.map((p) => ({ name: p.name, containerPort: p.targetPort })),
             resources: v.resources ?? { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
             probes,
@@ -844,12 +932,18 @@ export class MeshService extends Construct {
             configMapName,
             certSecretName: this.certSecretName,
             trust: this.mesh._sidecarTrust,
-          }, () => interceptionArgsFor(this.sidecarConfig(v.name))),
+          }, initArgs),
         },
       },
     });
   }
 }
+
+/** Pod fields the downward API offers as environment variables. */
+const DOWNWARD_API_FIELD = /^(metadata\.(name|namespace|uid)|metadata\.(labels|annotations)\['[^']+'\]|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** What Kubernetes accepts as an environment variable name (C_IDENTIFIER-like, as kubectl warns otherwise). */
+const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
 function toSource(source: MeshService | MeshGateway | Source): Source {
   if (source instanceof MeshService) return Source.service(source);

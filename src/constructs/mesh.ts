@@ -5,7 +5,8 @@ import type { MeshService } from './mesh-service';
 import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
-import { SIDECAR_CERTS_DIR } from './sidecar-injection';
+import { DEFAULT_SIDECAR_RESOURCES, InterceptionMode, PodSecurityLevel, podSecurityLevelOf, SIDECAR_CERTS_DIR, SidecarMode } from './sidecar-injection';
+import { resolveInterceptionOptions } from '../proxy-image/interception/options';
 import { ResolvedTelemetry, resolveMeshTelemetry, TelemetryOptions } from './telemetry';
 import { durationMs, goDuration, MtlsMode } from './values';
 
@@ -67,10 +68,32 @@ export interface MeshProps {
    */
   readonly sidecarImage?: string;
   /**
-   * Resources of the sidecar container.
-   * @default - requests cpu 50m and memory 64Mi, limit memory 256Mi
+   * Resources of the sidecar container. The memory request matches the proxy's measured idle
+   * RSS (about 75 MB without source maps; docs/constructs.md "The pod").
+   * @default - requests cpu 50m and memory 96Mi, limit memory 256Mi
    */
   readonly sidecarResources?: ContainerResources;
+  /**
+   * How the sidecar is placed in the pod: a native sidecar (an init container with
+   * `restartPolicy: Always`, Kubernetes 1.29+), or for older clusters a first regular container
+   * whose postStart hook holds the app until the proxy is ready.
+   * @default SidecarMode.NATIVE
+   */
+  readonly sidecarMode?: SidecarMode;
+  /**
+   * How the pods' traffic reaches the sidecars: the typemesh-init init container (needs the
+   * `privileged` Pod Security level), the typemesh-cni node plugin, or none (explicit). The
+   * Namespace's pod-security labels follow: `privileged`, else `restricted`.
+   * @default InterceptionMode.INIT_CONTAINER
+   */
+  readonly interception?: InterceptionMode;
+  /**
+   * Outbound destinations (IPv4 or IPv6 CIDRs, e.g. the cloud metadata endpoint
+   * `169.254.169.254/32`) the interception rules never redirect to the sidecar
+   * (typemesh-init's `--exclude-outbound-cidrs`).
+   * @default - none
+   */
+  readonly excludeOutboundCidrs?: string[];
   /**
    * The mTLS mode of every workload unless a {@link StrictMtls} says otherwise.
    * @default MtlsMode.STRICT
@@ -145,6 +168,14 @@ export class Mesh extends Construct {
   public readonly sidecarImage: string;
   /** The sidecar container's resources. */
   public readonly sidecarResources: ContainerResources;
+  /** How the sidecar is placed in the pod. */
+  public readonly sidecarMode: SidecarMode;
+  /** How traffic reaches the sidecar. */
+  public readonly interception: InterceptionMode;
+  /** The Pod Security level every pod of the mesh passes (the Namespace's pod-security labels). */
+  public readonly podSecurityLevel: PodSecurityLevel;
+  /** Outbound CIDRs never redirected to the sidecar, normalized. */
+  public readonly excludeOutboundCidrs: string[];
   /** Telemetry defaults, as given. */
   public readonly telemetry: TelemetryOptions;
   /** @internal Telemetry defaults, validated and with every default filled in (what services inherit). */
@@ -177,7 +208,29 @@ export class Mesh extends Construct {
     this.clusterDomain = props.clusterDomain ?? 'cluster.local';
     this.partOf = props.partOf ?? props.namespace;
     this.sidecarImage = props.sidecarImage ?? DEFAULT_SIDECAR_IMAGE;
-    this.sidecarResources = props.sidecarResources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } };
+    this.sidecarResources = props.sidecarResources ?? DEFAULT_SIDECAR_RESOURCES;
+    this.sidecarMode = props.sidecarMode ?? SidecarMode.NATIVE;
+    if (!Object.values(SidecarMode).includes(this.sidecarMode)) {
+      fail({ construct: this, prop: 'sidecarMode', value: this.sidecarMode, problem: `must be one of ${Object.values(SidecarMode).join(', ')}`, fix: 'use SidecarMode.NATIVE (Kubernetes 1.29+) or SidecarMode.LEGACY' });
+    }
+    this.interception = props.interception ?? InterceptionMode.INIT_CONTAINER;
+    if (!Object.values(InterceptionMode).includes(this.interception)) {
+      fail({ construct: this, prop: 'interception', value: this.interception, problem: `must be one of ${Object.values(InterceptionMode).join(', ')}`, fix: 'use InterceptionMode.INIT_CONTAINER, CNI or EXPLICIT' });
+    }
+    this.podSecurityLevel = podSecurityLevelOf(this.interception);
+    this.excludeOutboundCidrs = [];
+    (props.excludeOutboundCidrs ?? []).forEach((cidr, i) => {
+      let normalized: readonly string[] = [];
+      try {
+        normalized = resolveInterceptionOptions({ excludeOutboundCidrs: [cidr] }).excludeOutboundCidrs;
+      } catch {
+        fail({ construct: this, prop: `excludeOutboundCidrs[${i}]`, value: cidr, problem: 'is not an IPv4 or IPv6 address or CIDR', fix: 'use e.g. "169.254.169.254/32" or "fd00:ec2::254/128"' });
+      }
+      for (const n of normalized) if (!this.excludeOutboundCidrs.includes(n)) this.excludeOutboundCidrs.push(n);
+    });
+    if (this.excludeOutboundCidrs.length > 0 && this.interception === InterceptionMode.EXPLICIT) {
+      fail({ construct: this, prop: 'excludeOutboundCidrs', value: props.excludeOutboundCidrs, problem: 'has no effect with InterceptionMode.EXPLICIT (no traffic is redirected)', fix: 'remove excludeOutboundCidrs, or use InterceptionMode.INIT_CONTAINER or CNI' });
+    }
     this.defaultMtls = { mode: props.mtlsMode ?? MtlsMode.STRICT };
     this.telemetry = props.telemetry ?? {};
     this._telemetry = resolveMeshTelemetry(this, this.telemetry);
@@ -191,7 +244,18 @@ export class Mesh extends Construct {
       new ApiObject(this, 'namespace', {
         apiVersion: 'v1',
         kind: 'Namespace',
-        metadata: { name: this.namespace, labels: { ...this.labels('namespace', this.namespace), 'typemesh.io/mesh': this.namespace } },
+        metadata: {
+          name: this.namespace,
+          labels: {
+            ...this.labels('namespace', this.namespace),
+            'typemesh.io/mesh': this.namespace,
+            // What every meshed pod passes (test/constructs/pod-security.test.ts checks it):
+            // enforcing a stricter level would reject the pods, a looser one admits worse pods.
+            'pod-security.kubernetes.io/enforce': this.podSecurityLevel,
+            'pod-security.kubernetes.io/audit': this.podSecurityLevel,
+            'pod-security.kubernetes.io/warn': this.podSecurityLevel,
+          },
+        },
       });
     }
 

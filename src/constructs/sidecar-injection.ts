@@ -2,8 +2,20 @@
  * How a workload's pod is built: the app container, the injected sidecar and the
  * interception init container. Kept apart from MeshService so that the pod layout (the
  * part the proxy image depends on: paths, ports, uid, flags) is in one place.
+ *
+ * Pod layout (docs/constructs.md "The pod"):
+ * - native sidecar (default, Kubernetes 1.29+): initContainers [typemesh-init, typemesh-proxy
+ *   (restartPolicy Always, startup probe on readiness)], containers [app]. The kubelet starts
+ *   the app only once the proxy's startup probe passed, and stops the proxy after the app.
+ * - legacy: initContainers [typemesh-init], containers [typemesh-proxy (postStart hook
+ *   `typemesh-proxy --wait-ready`), app]. The kubelet starts containers in order and waits for
+ *   a postStart hook before starting the next one, so the app starts once the proxy is ready
+ *   (as Istio's holdApplicationUntilProxyStarts).
+ * - CNI interception: no typemesh-init; the pod carries its flags in an annotation that the
+ *   typemesh-cni plugin (src/cni) reads. Explicit interception: no typemesh-init, no rules.
  */
 import { Lazy } from 'cdk8s';
+import { INTERCEPTION_ARGS_ANNOTATION } from '../cni/pod-options';
 import type { ContainerResources } from './mesh';
 
 /** Ports and identities of the sidecar, in the style of Istio's. */
@@ -42,6 +54,159 @@ export const SIDECAR_CONTAINER = 'typemesh-proxy';
 /** The name of the interception init container. */
 export const INIT_CONTAINER = 'typemesh-init';
 
+/** How the sidecar is placed in the pod. */
+export enum SidecarMode {
+  /**
+   * A native sidecar (Kubernetes 1.29 or later): an init container with `restartPolicy: Always`
+   * and a startup probe on its readiness. The app starts only once the proxy is ready, and the
+   * proxy outlives the app at shutdown; a Job's pod completes when its app exits.
+   */
+  NATIVE = 'native',
+  /**
+   * For clusters older than 1.29: the proxy is the first regular container, with a postStart
+   * hook (`typemesh-proxy --wait-ready`) that holds the app's start until the proxy is ready.
+   * The proxy is not ordered after the app at shutdown, and a Job's pod never completes.
+   */
+  LEGACY = 'legacy',
+}
+
+/** How the pod's traffic reaches the sidecar. */
+export enum InterceptionMode {
+  /**
+   * The `typemesh-init` init container writes the iptables rules. It runs as root with
+   * NET_ADMIN, which only the `privileged` Pod Security level admits, so the namespace is
+   * labelled `privileged`.
+   */
+  INIT_CONTAINER = 'init-container',
+  /**
+   * The typemesh-cni node plugin writes the same rules at pod creation (docs/interception.md
+   * "CNI mode"); the pod carries the flags in the `typemesh.io/interception-args` annotation
+   * and needs no privilege: the pods pass `restricted`.
+   */
+  CNI = 'cni',
+  /**
+   * No interception: the app calls its sidecar explicitly (`http://127.0.0.1:15001` with the
+   * service's Host, or `HTTP_PROXY`), peers reach the inbound port 15006 directly. The pods
+   * pass `restricted`.
+   */
+  EXPLICIT = 'explicit',
+}
+
+/** A Pod Security Standards level (https://kubernetes.io/docs/concepts/security/pod-security-standards/). */
+export type PodSecurityLevel = 'privileged' | 'baseline' | 'restricted';
+
+/** The Pod Security level every meshed pod passes under an interception mode. */
+export function podSecurityLevelOf(mode: InterceptionMode): PodSecurityLevel {
+  // NET_ADMIN (and uid 0) of typemesh-init: neither baseline nor restricted allow it.
+  return mode === InterceptionMode.INIT_CONTAINER ? 'privileged' : 'restricted';
+}
+
+/** Linux capabilities of a container. */
+export interface Capabilities {
+  /**
+   * Capabilities to add.
+   * @default - none
+   */
+  readonly add?: string[];
+  /**
+   * Capabilities to drop.
+   * @default - none
+   */
+  readonly drop?: string[];
+}
+
+/** The security context of the app container (Kubernetes' SecurityContext, the common fields). */
+export interface ContainerSecurityContext {
+  /**
+   * The uid the app runs as.
+   * @default - the image's USER
+   */
+  readonly runAsUser?: number;
+  /**
+   * The gid the app runs as.
+   * @default - the image's
+   */
+  readonly runAsGroup?: number;
+  /**
+   * Refuse to start the container as uid 0.
+   * @default - not set
+   */
+  readonly runAsNonRoot?: boolean;
+  /**
+   * Mount the root filesystem read-only.
+   * @default - not set
+   */
+  readonly readOnlyRootFilesystem?: boolean;
+  /**
+   * Allow setuid binaries and the like to gain privileges.
+   * @default - not set
+   */
+  readonly allowPrivilegeEscalation?: boolean;
+  /**
+   * Run privileged (every capability, every device).
+   * @default - not set
+   */
+  readonly privileged?: boolean;
+  /**
+   * Capabilities.
+   * @default - not set
+   */
+  readonly capabilities?: Capabilities;
+}
+
+/**
+ * The app container's security context unless a version sets its own: what the `restricted`
+ * Pod Security level asks of a container (the pod sets the RuntimeDefault seccomp profile).
+ * The image must run as a non-root numeric USER, or the version sets `runAsUser`.
+ */
+export const DEFAULT_APP_SECURITY_CONTEXT: ContainerSecurityContext = {
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+};
+
+/** The proxy's security context (sidecar and gateway): uid 1337, nothing else. */
+export function proxySecurityContext(): Record<string, unknown> {
+  return {
+    runAsUser: SIDECAR_UID,
+    runAsGroup: SIDECAR_UID,
+    runAsNonRoot: true,
+    readOnlyRootFilesystem: true,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+  };
+}
+
+/** The pod-level security context of every meshed pod. */
+export const POD_SECURITY_CONTEXT = { seccompProfile: { type: 'RuntimeDefault' } } as const;
+
+/** The proxy's probes: startup and readiness on /healthz/ready, liveness on /healthz/live. */
+export function proxyProbes(): Record<string, unknown> {
+  const get = (path: string) => ({ httpGet: { path, port: SidecarPorts.ADMIN, scheme: 'HTTP' } });
+  return {
+    // Up to 2 minutes to listen and load the certificate (the Secret may not exist yet).
+    startupProbe: { ...get('/healthz/ready'), periodSeconds: 1, timeoutSeconds: 2, failureThreshold: 120 },
+    readinessProbe: { ...get('/healthz/ready'), periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 3 },
+    // Only a proxy that stopped answering is restarted, never one that is merely not ready.
+    livenessProbe: { ...get('/healthz/live'), periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+  };
+}
+
+/** The downward-API environment of the proxy: its pod's name and namespace (for logs and metrics). */
+export const PROXY_POD_ENV = [
+  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+];
+
+/** The annotation telling kubectl logs/exec which container to use when none is named. */
+export const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
+
+/** The sidecar's default resources: requests match its measured idle use (docs/constructs.md). */
+export const DEFAULT_SIDECAR_RESOURCES: ContainerResources = {
+  requests: { cpu: '50m', memory: '96Mi' },
+  limits: { memory: '256Mi' },
+};
+
 /** An app probe, already converted to Kubernetes units. */
 export interface AppProbe {
   readonly kind: 'livez' | 'readyz';
@@ -60,8 +225,13 @@ export interface WorkloadPodSpec {
   readonly image: string;
   readonly command?: string[];
   readonly args?: string[];
-  readonly env: Array<{ name: string; value: string }>;
+  /** The app's environment (plain values and downward-API/Secret/ConfigMap references). */
+  readonly env: Array<Record<string, unknown>>;
   readonly ports: Array<{ name: string; containerPort: number }>;
+  /** The app container's security context. */
+  readonly securityContext: ContainerSecurityContext;
+  readonly sidecarMode: SidecarMode;
+  readonly interception: InterceptionMode;
   readonly resources: ContainerResources;
   readonly probes: AppProbe[];
   readonly sidecarImage: string;
@@ -96,6 +266,17 @@ export function appHealthPath(p: Pick<AppProbe, 'kind' | 'portName'>): string {
   return `/app-health/${p.portName}/${p.kind}`;
 }
 
+/**
+ * The pod template annotations of a workload: the default container for kubectl and, in CNI
+ * mode, typemesh-init's flags for the CNI plugin (the same flags the init container would get).
+ */
+export function podAnnotations(interception: InterceptionMode, initArgs: () => string[]): Record<string, unknown> {
+  return {
+    [DEFAULT_CONTAINER_ANNOTATION]: APP_CONTAINER,
+    ...(interception === InterceptionMode.CNI ? { [INTERCEPTION_ARGS_ANNOTATION]: Lazy.any({ produce: () => initArgs().join(' ') }) } : {}),
+  };
+}
+
 /** The pod spec (without metadata) of a workload with its sidecar injected. */
 export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<string, unknown> {
   const rewrittenProbe = (p: AppProbe) => ({
@@ -120,33 +301,30 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     resources: k8sResources(w.resources),
     ...(liveness ? { livenessProbe: rewrittenProbe(liveness) } : {}),
     ...(readiness ? { readinessProbe: rewrittenProbe(readiness) } : {}),
+    securityContext: k8sSecurityContext(w.securityContext),
   };
 
+  const native = w.sidecarMode === SidecarMode.NATIVE;
   const sidecar = {
     name: SIDECAR_CONTAINER,
     image: w.sidecarImage,
     command: ['typemesh-proxy'],
     args: ['--config', `${SIDECAR_CONFIG_DIR}/${SIDECAR_CONFIG_KEY}`],
+    // A native sidecar: the kubelet starts the next container once its startup probe passes,
+    // restarts it whenever it exits, and stops it after the app containers.
+    ...(native ? { restartPolicy: 'Always' } : {}),
+    env: PROXY_POD_ENV,
     // No containerPort for the outbound listener: it listens on loopback only and is reached
     // by the pod's own processes, never through the pod IP.
     ports: [
       { name: 'mesh-inbound', containerPort: SidecarPorts.INBOUND, protocol: 'TCP' },
       { name: SIDECAR_ADMIN_PORT_NAME, containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
     ],
-    readinessProbe: {
-      httpGet: { path: '/healthz/ready', port: SidecarPorts.ADMIN, scheme: 'HTTP' },
-      periodSeconds: 5,
-      failureThreshold: 3,
-    },
+    ...proxyProbes(),
+    // Legacy: the kubelet runs the next container (the app) only after this hook returns.
+    ...(native ? {} : { lifecycle: { postStart: { exec: { command: ['typemesh-proxy', '--wait-ready'] } } } }),
     resources: k8sResources(w.sidecarResources),
-    securityContext: {
-      runAsUser: SIDECAR_UID,
-      runAsGroup: SIDECAR_UID,
-      runAsNonRoot: true,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      capabilities: { drop: ['ALL'] },
-    },
+    securityContext: proxySecurityContext(),
     volumeMounts: [
       { name: 'typemesh-config', mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
       { name: 'typemesh-certs', mountPath: SIDECAR_CERTS_DIR, readOnly: true },
@@ -162,22 +340,26 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     args: Lazy.any({ produce: initArgs }),
     resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
     // The only container with network privileges: it writes the iptables rules and exits.
+    // Root with NET_ADMIN only: iptables needs no NET_RAW to write rules.
     securityContext: {
       runAsUser: 0,
       runAsNonRoot: false,
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,
-      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+      capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
     },
   };
+  const interceptionInit = w.interception === InterceptionMode.INIT_CONTAINER ? [init] : [];
 
   return {
     serviceAccountName: w.serviceAccountName,
     // Neither the app nor the sidecar talks to the Kubernetes API.
     automountServiceAccountToken: false,
-    initContainers: [init],
-    // The sidecar comes first so that it starts before the app.
-    containers: [sidecar, app],
+    securityContext: POD_SECURITY_CONTEXT,
+    // The rules first, then the proxy: the proxy's own connections are exempt by uid either way.
+    ...(native
+      ? { initContainers: [...interceptionInit, sidecar], containers: [app] }
+      : { ...(interceptionInit.length > 0 ? { initContainers: interceptionInit } : {}), containers: [sidecar, app] }),
     volumes: [
       { name: 'typemesh-config', configMap: { name: w.configMapName } },
       { name: 'typemesh-certs', secret: { secretName: w.certSecretName } },
@@ -185,4 +367,19 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
       { name: 'typemesh-tmp', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
     ],
   };
+}
+
+/** A Kubernetes SecurityContext from ContainerSecurityContext (unset fields omitted). */
+export function k8sSecurityContext(c: ContainerSecurityContext): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of ['runAsUser', 'runAsGroup', 'runAsNonRoot', 'readOnlyRootFilesystem', 'allowPrivilegeEscalation', 'privileged'] as const) {
+    if (c[k] !== undefined) out[k] = c[k];
+  }
+  if (c.capabilities && (c.capabilities.add?.length || c.capabilities.drop?.length)) {
+    out.capabilities = {
+      ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}),
+      ...(c.capabilities.drop?.length ? { drop: c.capabilities.drop } : {}),
+    };
+  }
+  return out;
 }

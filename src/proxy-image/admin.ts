@@ -28,6 +28,9 @@ export function adminHandler(deps: AdminDeps): http.RequestListener {
     const q = url.indexOf('?');
     const path = q >= 0 ? url.slice(0, q) : url;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed: the admin port serves GET only');
+    // Liveness: answered while the event loop serves, whatever the config or certificates say
+    // (a proxy that is merely not ready must not be restarted by the kubelet).
+    if (path === '/healthz/live') return text(res, 200, 'alive');
     if (path === '/healthz/ready') {
       const why = deps.notReadyReason();
       return why ? text(res, 503, `not ready: ${why}`) : text(res, 200, 'ready');
@@ -50,7 +53,7 @@ export function adminHandler(deps: AdminDeps): http.RequestListener {
       }, (e: Error) => text(res, 500, `metrics failed: ${e.message}`));
       return;
     }
-    return text(res, 404, `not found: ${path} (admin endpoints: /healthz/ready, /app-health/<port-name>/<livez|readyz>, /metrics; /config_dump and /clusters on loopback)`);
+    return text(res, 404, `not found: ${path} (admin endpoints: /healthz/live, /healthz/ready, /app-health/<port-name>/<livez|readyz>, /metrics; /config_dump and /clusters on loopback)`);
   };
 }
 

@@ -3,6 +3,7 @@
  *
  *   typemesh-proxy --config <file>          run the sidecar
  *   typemesh-proxy --config <file> --check  validate the config and exit
+ *   typemesh-proxy --wait-ready             wait until the local sidecar is ready (a postStart hook)
  *   typemesh-proxy --help | --version
  *
  * Exit codes: 0 ok (including a drained SIGTERM), 1 invalid config or start failure, 2 usage error.
@@ -21,6 +22,9 @@ The TypeMesh sidecar proxy.
 Options:
   --config <file>  the sidecar config (YAML or JSON, typemesh.io/v1alpha1 SidecarConfig)
   --check          validate the config and exit (0 valid, 1 invalid)
+  --wait-ready     wait until the sidecar of this pod answers 200 on 127.0.0.1:15020/healthz/ready,
+                   then exit 0 (1 after 120 s); the legacy-sidecar postStart hook, which holds the
+                   app's start until the proxy is ready
   --version        print the version and exit
   --help           print this help and exit
 
@@ -35,15 +39,17 @@ interface Args {
   check: boolean;
   help: boolean;
   version: boolean;
+  waitReady: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { check: false, help: false, version: false };
+  const args: Args = { check: false, help: false, version: false, waitReady: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help' || a === '-h') args.help = true;
     else if (a === '--version' || a === '-v') args.version = true;
     else if (a === '--check') args.check = true;
+    else if (a === '--wait-ready') args.waitReady = true;
     else if (a === '--config' || a === '-c') {
       const v = argv[++i];
       if (!v) throw new UsageError('--config needs a file path');
@@ -55,6 +61,27 @@ function parseArgs(argv: readonly string[]): Args {
 }
 
 class UsageError extends Error {}
+
+/** The pod layout's admin port (src/constructs/sidecar-injection.ts SidecarPorts.ADMIN). */
+const WAIT_READY_URL = 'http://127.0.0.1:15020/healthz/ready';
+const WAIT_READY_TRIES = 600;
+const WAIT_READY_INTERVAL_MS = 200;
+
+/** Polls the local readiness endpoint: 0 once it answers 200, 1 when it never does. */
+async function waitReady(): Promise<number> {
+  for (let i = 0; i < WAIT_READY_TRIES; i++) {
+    try {
+      const res = await fetch(WAIT_READY_URL, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return 0;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, WAIT_READY_INTERVAL_MS));
+  }
+  process.stderr.write(`typemesh-proxy: ${WAIT_READY_URL} did not answer 200 after ${WAIT_READY_TRIES} tries\n`);
+  return 1;
+}
 
 async function main(): Promise<number> {
   let args: Args;
@@ -72,6 +99,7 @@ async function main(): Promise<number> {
     process.stdout.write(`typemesh-proxy ${PROXY_VERSION} (node ${process.version})\n`);
     return 0;
   }
+  if (args.waitReady) return waitReady();
   if (!args.config) {
     process.stderr.write(`typemesh-proxy: --config <file> is required\n\n${USAGE}`);
     return 2;

@@ -66,9 +66,9 @@ describe('Mesh', () => {
     new MeshService(chart, 'api', { mesh, name: 'api', versions: [{ name: 'v1', image: 'example.com/api:1' }] });
     const objects = synthValid(chart);
     const dep = find(objects, 'Deployment', 'api-v1');
-    expect(dep.spec.template.spec.containers[0].image).toBe(`ghcr.io/typemesh/proxy:${version}`);
+    expect(dep.spec.template.spec.initContainers.find((c: any) => c.name === 'typemesh-proxy').image).toBe(`ghcr.io/typemesh/proxy:${version}`);
     // Metrics off: no scrape annotations.
-    expect(dep.spec.template.metadata.annotations).toBeUndefined();
+    expect(dep.spec.template.metadata.annotations).toEqual({ 'kubectl.kubernetes.io/default-container': 'app' });
     const cfg = sidecarConfigOf(find(objects, 'ConfigMap', 'api-v1-sidecar'));
     expect(cfg.telemetry).toEqual({
       metrics: { enabled: false },
@@ -100,7 +100,7 @@ describe('MeshService', () => {
       'ServiceAccount/catalog', 'Certificate/catalog', 'Service/catalog', 'NetworkPolicy/catalog',
       'ConfigMap/catalog-v1-sidecar', 'Service/catalog-v1', 'Deployment/catalog-v1',
     ]);
-    const app = find(objects, 'Deployment', 'catalog-v1').spec.template.spec.containers[1];
+    const app = find(objects, 'Deployment', 'catalog-v1').spec.template.spec.containers[0];
     expect(app.livenessProbe).toEqual({ httpGet: { path: '/app-health/http/livez', port: 15020, scheme: 'HTTP' }, initialDelaySeconds: 5, periodSeconds: 20, timeoutSeconds: 1, failureThreshold: 5 });
     expect(app.readinessProbe.httpGet.path).toBe('/app-health/grpc/readyz');
     expect(app.readinessProbe.timeoutSeconds).toBe(2);

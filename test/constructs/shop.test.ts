@@ -106,9 +106,18 @@ describe('examples/shop', () => {
     const dep = find(objects, 'Deployment', 'payment-service-v1');
     const pod = dep.spec.template.spec;
     expect(dep.spec.selector.matchLabels).toEqual({ app: 'payment-service', version: 'v1' });
-    expect(dep.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/metrics' });
+    expect(dep.spec.template.metadata.annotations).toEqual({
+      'kubectl.kubernetes.io/default-container': 'app',
+      'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/metrics',
+    });
     expect(pod.serviceAccountName).toBe('payment-service');
-    const [sidecar, app] = pod.containers;
+    // Native sidecar: the rules, then the proxy (restartPolicy Always) as init containers; the app alone.
+    const [init, sidecar] = pod.initContainers;
+    const [app] = pod.containers;
+    expect(pod.containers).toHaveLength(1);
+    expect(sidecar.restartPolicy).toBe('Always');
+    expect(sidecar.startupProbe.httpGet).toEqual({ path: '/healthz/ready', port: 15020, scheme: 'HTTP' });
+    expect(sidecar.livenessProbe.httpGet).toEqual({ path: '/healthz/live', port: 15020, scheme: 'HTTP' });
     expect(sidecar.name).toBe('typemesh-proxy');
     expect(sidecar.image).toBe('ghcr.io/typemesh/proxy:0.1.0');
     expect([...sidecar.command, ...sidecar.args]).toEqual(['typemesh-proxy', '--config', '/etc/typemesh/config/sidecar.yaml']);
@@ -128,10 +137,9 @@ describe('examples/shop', () => {
     expect(app.livenessProbe.httpGet).toEqual({ path: '/app-health/http/livez', port: 15020, scheme: 'HTTP' });
     expect(app.readinessProbe.httpGet).toEqual({ path: '/app-health/http/readyz', port: 15020, scheme: 'HTTP' });
 
-    const [init] = pod.initContainers;
     expect(init.image).toBe(sidecar.image);
     expect(init.command).toEqual(['typemesh-init']);
-    expect(init.securityContext.capabilities.add).toEqual(['NET_ADMIN', 'NET_RAW']);
+    expect(init.securityContext.capabilities.add).toEqual(['NET_ADMIN']);
     // The arguments come from the sidecar config through the proxy's own interceptionArgsFor;
     // payment calls nobody, so its outbound traffic is not captured.
     expect(init.args).toEqual(['--proxy-uid', '1337', '--outbound-port', '15001', '--inbound-port', '15006', '--admin-port', '15020', '--app-ports', '8080', '--no-outbound-capture']);

@@ -10,6 +10,9 @@ import { validateObject } from './k8s-schemas';
 const OTLP = 'http://otel-collector.observability:4318/v1/traces';
 const ZIPKIN = 'http://zipkin.observability:9411/api/v2/spans';
 const SCRAPE_ANNOTATIONS = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/metrics' };
+/** The pod template's prometheus.io/* annotations (the pod has others, e.g. kubectl's default container). */
+const scrapeAnnotations = (dep: any): Record<string, string> =>
+  Object.fromEntries(Object.entries<string>(dep.spec.template.metadata.annotations ?? {}).filter(([k]) => k.startsWith('prometheus.io/')));
 
 function synthValid(chart: ReturnType<typeof newChart>): any[] {
   const objects = synth(chart);
@@ -50,10 +53,11 @@ describe('PodMonitor', () => {
       const podLabels = dep.spec.template.metadata.labels;
       const selected = Object.entries(pm.spec.selector.matchLabels).every(([k, v]) => podLabels[k] === v);
       expect([dep.metadata.name, selected]).toEqual([dep.metadata.name, dep.metadata.name.startsWith('payment-')]);
-      const sidecar = dep.spec.template.spec.containers.find((c: any) => c.name === 'typemesh-proxy');
+      // A native sidecar: an init container.
+      const sidecar = dep.spec.template.spec.initContainers.find((c: any) => c.name === 'typemesh-proxy');
       expect(sidecar.ports).toContainEqual({ name: 'mesh-admin', containerPort: 15020, protocol: 'TCP' });
       // The annotations stay for Prometheus servers that discover pods by annotation.
-      expect(dep.spec.template.metadata.annotations).toEqual(SCRAPE_ANNOTATIONS);
+      expect(scrapeAnnotations(dep)).toEqual(SCRAPE_ANNOTATIONS);
     }
   });
 
@@ -63,7 +67,7 @@ describe('PodMonitor', () => {
     service(chart, mesh, 'api');
     const objects = synthValid(chart);
     expect(podMonitors(objects)).toEqual([]);
-    expect(find(objects, 'Deployment', 'api-v1').spec.template.metadata.annotations).toEqual(SCRAPE_ANNOTATIONS);
+    expect(scrapeAnnotations(find(objects, 'Deployment', 'api-v1'))).toEqual(SCRAPE_ANNOTATIONS);
   });
 
   test('scrape interval: the mesh default and a per-service override, as Prometheus durations', () => {
@@ -100,8 +104,8 @@ describe('PodMonitor', () => {
     service(chart, mesh, 'loud', { telemetry: { metrics: { enabled: true, podMonitor: true } } });
     const objects = synthValid(chart);
     expect(podMonitors(objects).map((o) => o.metadata.name)).toEqual(['loud-sidecar-metrics']);
-    expect(find(objects, 'Deployment', 'quiet-v1').spec.template.metadata.annotations).toBeUndefined();
-    expect(find(objects, 'Deployment', 'loud-v1').spec.template.metadata.annotations).toEqual(SCRAPE_ANNOTATIONS);
+    expect(scrapeAnnotations(find(objects, 'Deployment', 'quiet-v1'))).toEqual({});
+    expect(scrapeAnnotations(find(objects, 'Deployment', 'loud-v1'))).toEqual(SCRAPE_ANNOTATIONS);
     expect(sidecarConfigOf(find(objects, 'ConfigMap', 'quiet-v1-sidecar')).telemetry.metrics).toEqual({ enabled: false });
     expect(sidecarConfigOf(find(objects, 'ConfigMap', 'loud-v1-sidecar')).telemetry.metrics).toEqual({ enabled: true });
   });
@@ -113,7 +117,7 @@ describe('PodMonitor', () => {
     const off = service(chart, mesh, 'legacy', { telemetry: { metrics: false } });
     const objects = synthValid(chart);
     expect(podMonitors(objects).map((o) => o.metadata.name)).toEqual(['api-sidecar-metrics']);
-    expect(find(objects, 'Deployment', 'legacy-v1').spec.template.metadata.annotations).toBeUndefined();
+    expect(scrapeAnnotations(find(objects, 'Deployment', 'legacy-v1'))).toEqual({});
     expect(sidecarConfigOf(find(objects, 'ConfigMap', 'legacy-v1-sidecar')).telemetry.metrics).toEqual({ enabled: false });
     expect(off.telemetry).toMatchObject({ metricsEnabled: false, podMonitor: false });
     // `enabled: false` inside an object behaves the same as `false`.
