@@ -8,7 +8,8 @@
  *   2. the callee's leaf is reissued by the new CA;
  *   3. the caller's leaf is reissued by the new CA;
  *   4. the old CA is dropped from the bundles.
- * With the bundle no request fails. The negative control runs the same sequence the way the mesh
+ * With the bundle no request fails, and after step 4 a peer with an old-CA leaf is refused, even
+ * when it resumes a TLS session it held from before. The negative control runs the same sequence the way the mesh
  * behaved before trust bundles (each sidecar trusting only the ca.crt written next to its own
  * leaf) and sees requests fail: the test can tell a split mesh from a rotation that works.
  */
@@ -153,26 +154,46 @@ async function servedFingerprint(p: SidecarProcess): Promise<string> {
   return body.certificate.fingerprint256;
 }
 
+/** What a {@link handshake} saw. */
+interface Handshake {
+  /** The certificate payment presented (none on a resumed session: no certificate is sent). */
+  readonly peer?: X509Certificate;
+  readonly resumed: boolean;
+  /** A session ticket payment sent, for a later resumption. */
+  readonly ticket?: Buffer;
+}
+
 /**
  * A TLS 1.3 handshake with payment's inbound listener, as a peer holding `client` and trusting
- * only `trust`: resolves with the certificate payment presented, or rejects when either side
- * refuses (a client certificate payment does not trust shows up as an alert on the first read).
+ * only `trust` (resuming `session` if given): resolves once payment answered a request, or
+ * rejects when either side refuses (payment judges a client certificate after its Finished, so
+ * a refused one shows up as an alert on the first read).
  */
-function handshake(port: number, client: { certPem: string; keyPem: string }, trust: LocalCertificateAuthority): Promise<X509Certificate> {
+function handshake(port: number, client: { certPem: string; keyPem: string }, trust: LocalCertificateAuthority, session?: Buffer): Promise<Handshake> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, cert: client.certPem, key: client.keyPem, ca: trust.certPem, servername: 'localhost', checkServerIdentity: () => undefined, minVersion: 'TLSv1.3' });
+    const s = tls.connect({ host: '127.0.0.1', port, cert: client.certPem, key: client.keyPem, ca: trust.certPem, servername: 'localhost', checkServerIdentity: () => undefined, minVersion: 'TLSv1.3', session });
     let peer: X509Certificate | undefined;
+    let ticket: Buffer | undefined;
+    s.on('session', (t: Buffer) => {
+      ticket = t;
+    });
+    let resumed = false;
     s.on('secureConnect', () => {
       peer = s.getPeerX509Certificate();
-      // The server judges the client certificate after its Finished: a GET round trip tells.
+      resumed = s.isSessionReused();
       s.write('GET /healthz HTTP/1.1\r\nhost: payment\r\nconnection: close\r\n\r\n');
     });
+    let answered = false;
     s.once('data', () => {
-      s.destroy();
-      if (peer) resolve(peer);
+      answered = true;
+      s.resume();
     });
     s.on('error', (e) => reject(e));
-    s.on('close', () => reject(new Error('closed before any response')));
+    // Resolved at the close, not at the first data: the tickets may follow the handshake later.
+    s.on('close', () => {
+      if (answered) resolve({ peer, resumed, ticket });
+      else reject(new Error('closed before any response'));
+    });
   });
 }
 
@@ -182,6 +203,8 @@ function leafPem(files: WorkloadCertificateFiles): string {
 
 test('with a trust bundle holding old and new CA, rotating the CA and then the leaves loses no request', async () => {
   const r = await start(true);
+  const oldClient = await r.oldCa.issueWorkload({ spiffeId: ORDER_ID });
+  let ticket: Buffer | undefined;
   const traffic = new Traffic(r.order);
   try {
     await traffic.passes(REQUESTS_PER_STEP);
@@ -205,6 +228,13 @@ test('with a trust bundle holding old and new CA, rotating the CA and then the l
     await loaded(r.order, orderLeaf, [r.oldCa, r.newCa]);
     await traffic.passes(REQUESTS_PER_STEP);
 
+    // A peer with an old-CA leaf, accepted now, keeps a session ticket for later.
+    const beforeDrop = await handshake(r.payment.ports.inbound, oldClient, r.newCa);
+    expect(beforeDrop.ticket).toBeDefined();
+    expect((await handshake(r.payment.ports.inbound, oldClient, r.newCa, beforeDrop.ticket)).resumed).toBe(true);
+    ticket = (await handshake(r.payment.ports.inbound, oldClient, r.newCa)).ticket;
+    expect(ticket).toBeDefined();
+
     // 4. The old CA leaves the bundles.
     await LocalCertificateAuthority.writeTrustBundle(r.caFiles.payment, [r.newCa]);
     await LocalCertificateAuthority.writeTrustBundle(r.caFiles.order, [r.newCa]);
@@ -225,11 +255,13 @@ test('with a trust bundle holding old and new CA, rotating the CA and then the l
   // trust only the new CA now. Seen from outside: payment presents a leaf signed by the new CA,
   // accepts a client of the new CA, and refuses a client whose leaf the old CA signed.
   const newClient = await r.newCa.issueWorkload({ spiffeId: ORDER_ID });
-  const served = await handshake(r.payment.ports.inbound, newClient, r.newCa);
+  const served = (await handshake(r.payment.ports.inbound, newClient, r.newCa)).peer!;
   expect(served.verify(new X509Certificate(r.newCa.certPem).publicKey)).toBe(true);
   expect(served.fingerprint256).toBe(fingerprint(leafPem(r.paymentFiles)));
-  const oldClient = await r.oldCa.issueWorkload({ spiffeId: ORDER_ID });
   await expect(handshake(r.payment.ports.inbound, oldClient, r.newCa)).rejects.toThrow();
+  // Nor can it come back by resuming the session of before: the reloaded context has new ticket
+  // keys, so the resumption falls back to a full handshake, which refuses the old-CA leaf.
+  await expect(handshake(r.payment.ports.inbound, oldClient, r.newCa, ticket)).rejects.toThrow();
 });
 
 test('negative control: without a bundle (each sidecar trusts only its own ca.crt) the same rotation fails requests', async () => {
