@@ -17,15 +17,16 @@
  * Debian base (about a minute) and both images; later runs reuse the base.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { App } from 'cdk8s';
 import { buildShopChart } from '../../examples/shop/chart';
 import { savedInterceptionRules, scriptInterceptionRules } from '../../src/cni/netns-rules';
+import { INTERCEPTION_ARGS_ANNOTATION } from '../../src/cni/pod-options';
 import { LocalCertificateAuthority } from '../../src/local/certificate-authority';
 import { generateInterceptionScript, parseInterceptionArgs } from '../../src/proxy-image/interception';
-import { BUILD_SCRIPT, containerName, containerNames, ContainerSpec, podman, podmanQuiet, PodRun, PodSpec, startPod } from './pod-runner';
+import { BUILD_SCRIPT, containerName, containerNames, ContainerSpec, podman, podmanQuiet, PodRun, PodSpec, ROOT, startPod } from './pod-runner';
 
 // Building the base and two images, then creating six containers on vfs storage, on a
 // shared two-core machine: minutes, not seconds.
@@ -96,9 +97,18 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
     throw new Error(`${container} never became ready: ${await podman(['logs', container])}`);
   }
 
-  async function startShopPod(workload: string, netns: string, podIp: string, extraEnv: Record<string, Record<string, string>>): Promise<PodRun> {
+  /**
+   * Starts one shop workload's pod. In 'cni' mode the pod runs without its init container,
+   * and typemesh-cni, invoked as the runtime would invoke it, writes the rules instead, from
+   * the init container's args passed as the pod annotation.
+   */
+  async function startShopPod(workload: string, netns: string, podIp: string, mode: 'init' | 'cni', extraEnv: Record<string, Record<string, string>>): Promise<PodRun> {
     const deployment = manifest('Deployment', `${workload}-v1`);
-    const spec = deployment.spec!.template!.spec;
+    const template = deployment.spec!.template!.spec;
+    const init = template.initContainers!.find((c) => c.name === 'typemesh-init')!;
+    initArgs.set(netns, init.args!);
+    const spec: PodSpec = mode === 'init' ? template : { ...template, initContainers: template.initContainers!.filter((c) => c !== init) };
+    if (mode === 'cni') addWithCniPlugin(netns, init.args!.join(' '));
     const config = manifest('ConfigMap', `${workload}-v1-sidecar`).data!;
     const dir = path.join(tmp, workload);
     // The ConfigMap's files, and the Secret cert-manager would write (tls.crt, tls.key, ca.crt).
@@ -139,6 +149,24 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
   }
 
   let ca: LocalCertificateAuthority;
+  const initArgs = new Map<string, string[]>();
+  let cniBin: string;
+
+  /** CNI ADD for the pod's namespace, as a runtime calls the chained plugin after the pod's network plugin. */
+  function addWithCniPlugin(netns: string, flags: string): void {
+    const r = spawnSync(path.join(cniBin, 'typemesh-cni'), [], {
+      input: JSON.stringify({
+        cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'typemesh-cni',
+        capabilities: { 'io.kubernetes.cri.pod-annotations': true },
+        runtimeConfig: { 'io.kubernetes.cri.pod-annotations': { [INTERCEPTION_ARGS_ANNOTATION]: flags } },
+        prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0' }], ips: [] },
+      }),
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: 'ADD', CNI_CONTAINERID: netns, CNI_NETNS: `/run/netns/${netns}`, CNI_IFNAME: 'eth0', CNI_PATH: cniBin, CNI_ARGS: `K8S_POD_NAMESPACE=${NAMESPACE};K8S_POD_NAME=${netns}` },
+      encoding: 'utf8',
+      timeout: EXEC_TIMEOUT_MS,
+    });
+    if (r.status !== 0) throw new Error(`typemesh-cni ADD failed (${r.status}): ${r.stdout}${r.stderr}`);
+  }
 
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(tmpdir(), 'tmimg-'));
@@ -149,6 +177,14 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
     const { chart } = buildShopChart(new App({ outdir: path.join(tmp, 'synth') }));
     manifests = chart.toJson() as Manifest[];
     ca = await LocalCertificateAuthority.create();
+    // typemesh-cni laid out as an installer would lay it out in /opt/cni/bin.
+    cniBin = path.join(tmp, 'cni-bin');
+    mkdirSync(path.join(cniBin, 'typemesh-cni.d'), { recursive: true });
+    copyFileSync(path.join(ROOT, 'src/cni/typemesh-cni.sh'), path.join(cniBin, 'typemesh-cni'));
+    chmodSync(path.join(cniBin, 'typemesh-cni'), 0o755);
+    symlinkSync(process.execPath, path.join(cniBin, 'typemesh-cni.d', 'node'));
+    execFileSync(path.join(ROOT, 'node_modules/.bin/esbuild'), ['src/cni/typemesh-cni.ts', '--bundle', '--platform=node', '--log-level=warning',
+      `--outfile=${path.join(cniBin, 'typemesh-cni.d', 'typemesh-cni.js')}`], { cwd: ROOT, timeout: EXEC_TIMEOUT_MS });
 
     // Two pods, one veth pair between their namespaces; no address exists outside them.
     for (const workload of ['order-service', 'payment-service']) {
@@ -166,9 +202,10 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
     inNetns(paymentNs, ['ip', 'addr', 'add', `${PAYMENT_IP}/30`, 'dev', vethPayment]);
     inNetns(paymentNs, ['ip', 'link', 'set', vethPayment, 'up']);
 
-    await startShopPod('payment-service', paymentNs, PAYMENT_IP, {});
+    // payment-service in CNI mode (no init container), order-service with its init container.
+    await startShopPod('payment-service', paymentNs, PAYMENT_IP, 'cni', {});
     // The order app also checks stock with inventory-service, which is not run here.
-    await startShopPod('order-service', orderNs, ORDER_IP, { app: { CHECK_INVENTORY: 'false' } });
+    await startShopPod('order-service', orderNs, ORDER_IP, 'init', { app: { CHECK_INVENTORY: 'false' } });
   });
 
   afterAll(() => {
@@ -288,16 +325,25 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
       expect(noCert.status).not.toBe(0);
     });
 
-    it('the init container left exactly the rules of its args in each pod\'s namespace', () => {
+    it('each pod\'s namespace holds exactly the rules of typemesh-init\'s args: from its init container (order) or from typemesh-cni (payment)', () => {
       for (const pod of pods) {
-        const init = pod.spec.initContainers!.find((c) => c.name === 'typemesh-init')!;
-        const expected = scriptInterceptionRules(generateInterceptionScript(parseInterceptionArgs(init.args!).options), 'ipv4');
+        const expected = scriptInterceptionRules(generateInterceptionScript(parseInterceptionArgs(initArgs.get(pod.netns)!).options), 'ipv4');
         expect(expected).toContain('-A TYPEMESH_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006');
         expect(savedInterceptionRules(inNetns(pod.netns, ['iptables-save', '-t', 'nat']).stdout)).toEqual(expected);
       }
       // The order pod calls payment-service on port 80: that port is captured.
       const order = inNetns(`${PREFIX}-order-service`, ['iptables-save', '-t', 'nat']).stdout;
       expect(order).toContain('-A TYPEMESH_OUTPUT -p tcp -m tcp --dport 80 -j TYPEMESH_REDIRECT');
+    });
+
+    it('the payment pod in CNI mode has no init container, and no container of it holds a capability', async () => {
+      const payment = pods.find((p) => p.netns === `${PREFIX}-payment-service`)!;
+      expect(payment.spec.initContainers?.some((c) => c.name === 'typemesh-init')).toBe(false);
+      for (const container of ['typemesh-proxy', 'app']) {
+        const pid = (await podman(['inspect', '--format', '{{.State.Pid}}', containerName(payment, container)])).trim();
+        const status = execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' });
+        expect(/^CapEff:\s+(\S+)/m.exec(status)![1]).toBe('0000000000000000');
+      }
     });
 
     it('the proxy runs as uid 1337 on a read-only root, the app beside it not as root', async () => {
