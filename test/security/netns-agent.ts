@@ -37,20 +37,14 @@ export interface ExchangeRequest {
   readonly chunks: readonly AgentChunk[];
   /** Give up (and report closedBy 'timeout') after this long. */
   readonly timeoutMs: number;
-  /** Stop (closedBy 'done') as soon as this many bytes have come back. */
-  readonly untilBytes?: number;
-  /** Stop (closedBy 'done') as soon as the received text contains this. */
-  readonly untilText?: string;
-  /** After the last chunk, half-close the sending side. @default false */
-  readonly endAfterWrite?: boolean;
 }
 
 /** What an exchange saw. */
 export interface ExchangeResult {
   /** Everything received (latin1). */
   readonly data: string;
-  /** Who ended it: the server ('peer': FIN or reset), our timeout, or an until* condition. */
-  readonly closedBy: 'peer' | 'timeout' | 'done' | 'connect-error';
+  /** Who ended it: the server ('peer': FIN or reset), our timeout, or a failed connect. */
+  readonly closedBy: 'peer' | 'timeout' | 'connect-error';
   /** The socket or TLS error, if any (ECONNREFUSED, an alert...). */
   readonly error?: string;
   /** True when the TCP connection was established. */
@@ -62,7 +56,11 @@ export interface ExchangeResult {
   readonly elapsedMs: number;
 }
 
-type Command = { id: number; op: 'exchange'; args: ExchangeRequest } | { id: number; op: 'ping' };
+interface Command {
+  readonly id: number;
+  readonly op: 'exchange';
+  readonly args: ExchangeRequest;
+}
 
 function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
   const started = Date.now();
@@ -84,10 +82,7 @@ function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
     };
     const writeFrom = (i: number): void => {
       if (finished) return;
-      if (i >= req.chunks.length) {
-        if (req.endAfterWrite) socket.end();
-        return;
-      }
+      if (i >= req.chunks.length) return;
       const c = req.chunks[i];
       const send = (): void => {
         if (finished || socket.destroyed || !socket.writable) return;
@@ -125,7 +120,6 @@ function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
     }
     socket.on('data', (d: Buffer) => {
       data += d.toString('latin1');
-      if ((req.untilBytes !== undefined && data.length >= req.untilBytes) || (req.untilText !== undefined && data.includes(req.untilText))) finish('done');
     });
     socket.on('error', (e: NodeJS.ErrnoException) => {
       error = e.code ?? e.message;
@@ -138,9 +132,10 @@ function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
 const rl = readline.createInterface({ input: process.stdin });
 rl.on('line', (line) => {
   const cmd = JSON.parse(line) as Command;
-  const reply = (result: unknown): void => void process.stdout.write(JSON.stringify({ id: cmd.id, result }) + '\n');
-  if (cmd.op === 'ping') reply({ uid: process.getuid?.() });
-  else exchange(cmd.args).then(reply, (e: Error) => process.stdout.write(JSON.stringify({ id: cmd.id, error: e.message }) + '\n'));
+  exchange(cmd.args).then(
+    (result) => process.stdout.write(JSON.stringify({ id: cmd.id, result }) + '\n'),
+    (e: Error) => process.stdout.write(JSON.stringify({ id: cmd.id, error: e.message }) + '\n'),
+  );
 });
 // The parent going away closes stdin: leave with it.
 rl.on('close', () => process.exit(0));

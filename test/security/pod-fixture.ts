@@ -17,6 +17,10 @@
  * its sidecar) and `peerRogue` (uid 1337 in the peer pod holding the peer's key: the
  * strongest "another pod" attacker, one that took over a whole pod with its identity).
  *
+ * payment's policy (targetConfig): DENY /admin and /admin/* for everyone; ALLOW order to POST
+ * /process; ALLOW order to GET everything else (so the DENY rule, not the default, is what a
+ * disguised /admin must meet); ALLOW anyone, plaintext included, to GET /public.
+ *
  * Every address lives only on the hub's bridge (10.251.x.0/24 and fd00:251:x::/64); the
  * hub has no link to the host, so no packet can leave these namespaces. The jest process
  * itself stays in the host namespace and only talks to the agents over pipes.
@@ -31,7 +35,7 @@ import * as readline from 'node:readline';
 import { buildSync } from 'esbuild';
 import { parseSidecarConfig, SidecarConfigInput } from '../../src/config';
 import { generateInterceptionScript, interceptionArgsFor, parseInterceptionArgs } from '../../src/proxy-image/interception';
-import type { ExchangeRequest, ExchangeResult, AgentTls } from './netns-agent';
+import type { AgentChunk, AgentTls, ExchangeRequest, ExchangeResult } from './netns-agent';
 import { LeafFiles, SecurityCa } from './pki';
 
 export const ROOT = path.resolve(__dirname, '../..');
@@ -192,10 +196,8 @@ export class Agent {
   }
 
   /** Sends one message (a string, or chunks) and waits for the server to answer and/or close. */
-  public send(host: string, port: number, data: string | readonly { data: string; delayMs?: number }[], opts: { tls?: AgentTls; timeoutMs?: number; untilText?: string } = {}): Promise<ExchangeResult> {
-    return this.exchange({
-      host, port, tls: opts.tls, chunks: typeof data === 'string' ? [{ data }] : data, timeoutMs: opts.timeoutMs ?? 5000, untilText: opts.untilText,
-    });
+  public send(host: string, port: number, data: string | readonly AgentChunk[], opts: { tls?: AgentTls; timeoutMs?: number } = {}): Promise<ExchangeResult> {
+    return this.exchange({ host, port, tls: opts.tls, chunks: typeof data === 'string' ? [{ data }] : data, timeoutMs: opts.timeoutMs ?? 5000 });
   }
 
   public stop(): Promise<void> {
