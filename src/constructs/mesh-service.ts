@@ -123,6 +123,20 @@ export interface VersionOptions {
    */
   readonly securityContext?: ContainerSecurityContext;
   /**
+   * A PodDisruptionBudget `<service>-<version>` allowing at most this many of the version's pods
+   * to be evicted at once (node drains, cluster upgrades). Needs replicas above the number to
+   * let a drain proceed.
+   * @default - no PodDisruptionBudget
+   */
+  readonly maxUnavailable?: number;
+  /**
+   * Spread the version's pods across zones (`topology.kubernetes.io/zone`) and nodes
+   * (`kubernetes.io/hostname`), max skew 1, best effort (`ScheduleAnyway`): a zone or node
+   * failure takes as few replicas as the cluster allows.
+   * @default false
+   */
+  readonly spreadAcrossZones?: boolean;
+  /**
    * The app container's command (entrypoint).
    * @default - the image's entrypoint
    */
@@ -852,6 +866,16 @@ export class MeshService extends Construct {
     const labels = this.labels('workload', v.name);
     const selector = { app: this.serviceName, version: v.name };
 
+    if (v.maxUnavailable !== undefined) {
+      checkInteger(this, `versions[${index}].maxUnavailable`, v.maxUnavailable, 1, 10_000, 'allow at least 1 (0 would block every node drain)');
+      new ApiObject(this, `${v.name}-disruption-budget`, {
+        apiVersion: 'policy/v1',
+        kind: 'PodDisruptionBudget',
+        metadata: { name, namespace: ns, labels },
+        spec: { maxUnavailable: v.maxUnavailable, selector: { matchLabels: selector } },
+      });
+    }
+
     new ApiObject(this, `${v.name}-sidecar-config`, {
       apiVersion: 'v1',
       kind: 'ConfigMap',
@@ -922,6 +946,7 @@ export class MeshService extends Construct {
             args: v.args,
             env: this.appEnv(v, index),
             securityContext: this.appSecurityContext(v, index),
+            spreadSelector: v.spreadAcrossZones ? selector : undefined,
             sidecarMode: this.mesh.sidecarMode,
             interception: this.mesh.interception,
             ports: this.ports.map((p) => ({ name: p.name, containerPort: p.targetPort })),

@@ -232,6 +232,8 @@ export interface WorkloadPodSpec {
   readonly securityContext: ContainerSecurityContext;
   readonly sidecarMode: SidecarMode;
   readonly interception: InterceptionMode;
+  /** Spread the pods matching these labels across zones and nodes (none: no constraint). */
+  readonly spreadSelector?: Record<string, string>;
   readonly resources: ContainerResources;
   readonly probes: AppProbe[];
   readonly sidecarImage: string;
@@ -356,6 +358,11 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     // Neither the app nor the sidecar talks to the Kubernetes API.
     automountServiceAccountToken: false,
     securityContext: POD_SECURITY_CONTEXT,
+    ...(w.spreadSelector ? {
+      topologySpreadConstraints: ['topology.kubernetes.io/zone', 'kubernetes.io/hostname'].map((topologyKey) => ({
+        maxSkew: 1, topologyKey, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: w.spreadSelector },
+      })),
+    } : {}),
     // The rules first, then the proxy: the proxy's own connections are exempt by uid either way.
     ...(native
       ? { initContainers: [...interceptionInit, sidecar], containers: [app] }

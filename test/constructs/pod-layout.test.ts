@@ -125,4 +125,22 @@ describe('the app container', () => {
     const proxy = podOf().spec.initContainers[1];
     expect(proxy.resources).toEqual({ requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } });
   });
+
+  test('opt-in PodDisruptionBudget and zone/node spread for a version', () => {
+    const chart = newChart();
+    const mesh = new Mesh(chart, 'mesh', { namespace: 'shop' });
+    new MeshService(chart, 'api', { mesh, name: 'api', versions: [{ name: 'v1', image: 'x/api:1', replicas: 3, maxUnavailable: 1, spreadAcrossZones: true }, { name: 'v2', image: 'x/api:2' }] });
+    const objects = synth(chart);
+    for (const o of objects) validateObject(o);
+    expect(find(objects, 'PodDisruptionBudget', 'api-v1').spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: { app: 'api', version: 'v1' } } });
+    expect(objects.filter((o) => o.kind === 'PodDisruptionBudget')).toHaveLength(1);
+    const spread = find(objects, 'Deployment', 'api-v1').spec.template.spec.topologySpreadConstraints;
+    expect(spread.map((c: any) => [c.topologyKey, c.maxSkew, c.whenUnsatisfiable, c.labelSelector.matchLabels])).toEqual([
+      ['topology.kubernetes.io/zone', 1, 'ScheduleAnyway', { app: 'api', version: 'v1' }],
+      ['kubernetes.io/hostname', 1, 'ScheduleAnyway', { app: 'api', version: 'v1' }],
+    ]);
+    expect(find(objects, 'Deployment', 'api-v2').spec.template.spec.topologySpreadConstraints).toBeUndefined();
+    expect(() => new MeshService(newChart(), 'bad', { mesh: new Mesh(newChart(), 'm2', { namespace: 'other' }), name: 'bad', versions: [{ name: 'v1', image: 'x/b:1', maxUnavailable: 0 }] }))
+      .toThrow(/versions\[0\]\.maxUnavailable/);
+  });
 });
