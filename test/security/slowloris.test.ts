@@ -15,6 +15,22 @@ const GIVE_UP_MS = 8 * Math.max(HEAD_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS);
 const TEST_TIMEOUT_MS = GIVE_UP_MS + 20_000;
 const TRICKLE_EVERY_MS = 250;
 
+/** Sends `first` at once, then one header line every 250 ms until the server closes or we give up; meanwhile the normal client calls. */
+async function trickleOn(fx: PodFixture, agent: Agent, host: string, port: number, first: string, tls?: AgentTls): Promise<{ closedBy: string; data: string; chunksSent: number }> {
+  const chunks: AgentChunk[] = [{ data: first }];
+  for (let i = 0; i < GIVE_UP_MS / TRICKLE_EVERY_MS; i++) chunks.push({ data: `x-slow-${i}: ${i}\r\n`, delayMs: TRICKLE_EVERY_MS });
+  const attack = agent.exchange({ host, port, tls, chunks, timeoutMs: GIVE_UP_MS + 2000 });
+  // The normal client is served while the slow connection is open.
+  for (let i = 0; i < 4; i++) {
+    await fx.normalCall();
+    await sleep(200);
+  }
+  const r = await attack;
+  await fx.normalCall();
+  expect(fx.target.requestsSince(0).filter((e) => Object.keys(e.headers ?? {}).some((h) => h.startsWith('x-slow-')))).toEqual([]);
+  return r;
+}
+
 describeSecurity('slowloris against every listener', () => {
   jest.setTimeout(TEST_TIMEOUT_MS);
   let fx: PodFixture;
@@ -25,21 +41,7 @@ describeSecurity('slowloris against every listener', () => {
     await fx?.stop();
   }, 30_000);
 
-  /** Sends `first` at once, then one header line every 250 ms until the server closes or we give up; meanwhile the normal client calls. */
-  async function trickle(agent: Agent, host: string, port: number, first: string, tls?: AgentTls): Promise<{ closedBy: string; data: string; chunksSent: number }> {
-    const chunks: AgentChunk[] = [{ data: first }];
-    for (let i = 0; i < GIVE_UP_MS / TRICKLE_EVERY_MS; i++) chunks.push({ data: `x-slow-${i}: ${i}\r\n`, delayMs: TRICKLE_EVERY_MS });
-    const attack = agent.exchange({ host, port, tls, chunks, timeoutMs: GIVE_UP_MS + 2000 });
-    // The normal client is served while the slow connection is open.
-    for (let i = 0; i < 4; i++) {
-      await fx.normalCall();
-      await sleep(200);
-    }
-    const r = await attack;
-    await fx.normalCall();
-    expect(fx.target.requestsSince(0).filter((e) => Object.keys(e.headers ?? {}).some((h) => h.startsWith('x-slow-')))).toEqual([]);
-    return r;
-  }
+  const trickle = (agent: Agent, host: string, port: number, first: string, tls?: AgentTls): Promise<{ closedBy: string; data: string; chunksSent: number }> => trickleOn(fx, agent, host, port, first, tls);
 
   const FIRST_HEAD = 'GET /public HTTP/1.1\r\nhost: payment\r\n';
   const keepAliveThen = (): string => httpRequest('GET', '/public', { host: 'payment' }) + FIRST_HEAD;
@@ -100,5 +102,34 @@ describeSecurity('slowloris against every listener', () => {
   test('after every slow connection the sidecar is up and serving', async () => {
     await fx.expectSidecarAlive();
     await fx.normalCall();
+  });
+});
+
+describeSecurity('slowloris against the inbound listener in PERMISSIVE mode (plaintext accepted)', () => {
+  jest.setTimeout(TEST_TIMEOUT_MS);
+  let fx: PodFixture;
+  beforeAll(async () => {
+    fx = await PodFixture.start({ mode: 'PERMISSIVE' });
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  }, 30_000);
+
+  test('a connection to the app port that never sends its first byte is closed by the server', async () => {
+    const r = await fx.attacker.exchange({ host: fx.target.ip, port: PORTS.app, chunks: [], timeoutMs: GIVE_UP_MS });
+    expect(r.connected).toBe(true);
+    expect(r.closedBy).toBe('peer');
+    await fx.normalCall();
+  });
+
+  test('a trickled plaintext first request head is closed by the server', async () => {
+    const r = await trickleOn(fx, fx.attacker, fx.target.ip, PORTS.app, 'GET /public HTTP/1.1\r\nhost: payment\r\n');
+    expect(r.closedBy).toBe('peer');
+  });
+
+  test('a trickled plaintext SECOND request head is closed by the server', async () => {
+    const r = await trickleOn(fx, fx.attacker, fx.target.ip, PORTS.app, httpRequest('GET', '/public', { host: 'payment' }) + 'GET /public HTTP/1.1\r\nhost: payment\r\n');
+    expect(statuses(r.data)[0]).toBe(200);
+    expect(r.closedBy).toBe('peer');
   });
 });
