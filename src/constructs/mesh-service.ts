@@ -78,6 +78,42 @@ export interface HttpProbeOptions {
   readonly failureThreshold?: number;
 }
 
+/**
+ * A volume of the app container. Exactly one source: `configMap`, `secret`,
+ * `persistentVolumeClaim` or `emptyDir` (all allowed by the restricted Pod Security level).
+ */
+export interface AppVolumeOptions {
+  /** The volume's name (a DNS-1123 label, not starting with `typemesh-`, which the sidecar's volumes use). */
+  readonly name: string;
+  /** Where the app sees it (an absolute path). */
+  readonly mountPath: string;
+  /**
+   * A ConfigMap of the mesh namespace.
+   * @default - not a ConfigMap
+   */
+  readonly configMap?: string;
+  /**
+   * A Secret of the mesh namespace.
+   * @default - not a Secret
+   */
+  readonly secret?: string;
+  /**
+   * A PersistentVolumeClaim of the mesh namespace.
+   * @default - not a claim
+   */
+  readonly persistentVolumeClaim?: string;
+  /**
+   * A scratch directory that lives as long as the pod.
+   * @default false
+   */
+  readonly emptyDir?: boolean;
+  /**
+   * Mount read-only.
+   * @default - true for configMap and secret, false otherwise
+   */
+  readonly readOnly?: boolean;
+}
+
 /** A key of a Secret, for an environment variable. */
 export interface SecretKeyReference {
   /** The Secret's name (in the mesh's namespace). */
@@ -122,6 +158,11 @@ export interface VersionOptions {
    * @default - runAsNonRoot true, allowPrivilegeEscalation false, capabilities drop ALL
    */
   readonly securityContext?: ContainerSecurityContext;
+  /**
+   * Volumes of the app container (the sidecar's own volumes are separate).
+   * @default - none
+   */
+  readonly volumes?: AppVolumeOptions[];
   /**
    * A PodDisruptionBudget `<service>-<version>` allowing at most this many of the version's pods
    * to be evicted at once (node drains, cluster upgrades). Needs replicas above the number to
@@ -840,6 +881,30 @@ export class MeshService extends Construct {
     return env;
   }
 
+  /** The app's volumes, checked: one source each, names unique and clear of the sidecar's. */
+  private appVolumes(v: VersionOptions, index: number): { volumes: Array<Record<string, unknown>>; volumeMounts: Array<Record<string, unknown>> } {
+    const volumes: Array<Record<string, unknown>> = [];
+    const volumeMounts: Array<Record<string, unknown>> = [];
+    (v.volumes ?? []).forEach((vol, i) => {
+      const prop = `versions[${index}].volumes[${i}]`;
+      checkDnsLabel(this, `${prop}.name`, vol.name, 'app-data');
+      if (vol.name.startsWith('typemesh-')) fail({ construct: this, prop: `${prop}.name`, value: vol.name, problem: 'starts with "typemesh-", which names the sidecar\'s volumes', fix: 'pick another name, e.g. "app-data"' });
+      if (volumes.some((x) => x.name === vol.name)) fail({ construct: this, prop: `${prop}.name`, value: vol.name, problem: 'another volume of this version has this name', fix: 'give every volume a different name' });
+      if (!vol.mountPath.startsWith('/')) fail({ construct: this, prop: `${prop}.mountPath`, value: vol.mountPath, problem: 'must be an absolute path', fix: `use "/${vol.mountPath}"` });
+      const sources = [
+        vol.configMap !== undefined ? { configMap: { name: vol.configMap } } : undefined,
+        vol.secret !== undefined ? { secret: { secretName: vol.secret } } : undefined,
+        vol.persistentVolumeClaim !== undefined ? { persistentVolumeClaim: { claimName: vol.persistentVolumeClaim } } : undefined,
+        vol.emptyDir ? { emptyDir: {} } : undefined,
+      ].filter((x) => x !== undefined);
+      if (sources.length !== 1) fail({ construct: this, prop, value: vol.name, problem: `has ${sources.length} sources`, fix: 'set exactly one of configMap, secret, persistentVolumeClaim, emptyDir' });
+      volumes.push({ name: vol.name, ...sources[0] });
+      const readOnly = vol.readOnly ?? (vol.configMap !== undefined || vol.secret !== undefined);
+      volumeMounts.push({ name: vol.name, mountPath: vol.mountPath, ...(readOnly ? { readOnly: true } : {}) });
+    });
+    return { volumes, volumeMounts };
+  }
+
   /** The app's security context; in a restricted mesh, refused unless it passes restricted. */
   private appSecurityContext(v: VersionOptions, index: number): ContainerSecurityContext {
     const c = v.securityContext ?? DEFAULT_APP_SECURITY_CONTEXT;
@@ -947,6 +1012,7 @@ export class MeshService extends Construct {
             env: this.appEnv(v, index),
             securityContext: this.appSecurityContext(v, index),
             spreadSelector: v.spreadAcrossZones ? selector : undefined,
+            appVolumes: this.appVolumes(v, index),
             sidecarMode: this.mesh.sidecarMode,
             interception: this.mesh.interception,
             ports: this.ports.map((p) => ({ name: p.name, containerPort: p.targetPort })),

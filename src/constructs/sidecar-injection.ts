@@ -232,6 +232,8 @@ export interface WorkloadPodSpec {
   readonly securityContext: ContainerSecurityContext;
   readonly sidecarMode: SidecarMode;
   readonly interception: InterceptionMode;
+  /** The app's own volumes: pod volumes and the app container's mounts. */
+  readonly appVolumes?: { readonly volumes: Array<Record<string, unknown>>; readonly volumeMounts: Array<Record<string, unknown>> };
   /** Spread the pods matching these labels across zones and nodes (none: no constraint). */
   readonly spreadSelector?: Record<string, string>;
   readonly resources: ContainerResources;
@@ -304,6 +306,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     ...(liveness ? { livenessProbe: rewrittenProbe(liveness) } : {}),
     ...(readiness ? { readinessProbe: rewrittenProbe(readiness) } : {}),
     securityContext: k8sSecurityContext(w.securityContext),
+    ...(w.appVolumes?.volumeMounts.length ? { volumeMounts: w.appVolumes.volumeMounts } : {}),
   };
 
   const native = w.sidecarMode === SidecarMode.NATIVE;
@@ -372,6 +375,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
       { name: 'typemesh-certs', secret: { secretName: w.certSecretName } },
       ...(w.trust?.volumes ?? []),
       { name: 'typemesh-tmp', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+      ...(w.appVolumes?.volumes ?? []),
     ],
   };
 }

@@ -143,4 +143,26 @@ describe('the app container', () => {
     expect(() => new MeshService(newChart(), 'bad', { mesh: new Mesh(newChart(), 'm2', { namespace: 'other' }), name: 'bad', versions: [{ name: 'v1', image: 'x/b:1', maxUnavailable: 0 }] }))
       .toThrow(/versions\[0\]\.maxUnavailable/);
   });
+
+  test('app volumes: mounted in the app container only, one source each, names clear of the sidecar\'s', () => {
+    const { spec } = podOf({}, { volumes: [
+      { name: 'settings', mountPath: '/etc/order', configMap: 'order-settings' },
+      { name: 'db-cert', mountPath: '/etc/db', secret: 'order-db-tls' },
+      { name: 'scratch', mountPath: '/var/cache/order', emptyDir: true },
+    ] });
+    expect(spec.containers[0].volumeMounts).toEqual([
+      { name: 'settings', mountPath: '/etc/order', readOnly: true },
+      { name: 'db-cert', mountPath: '/etc/db', readOnly: true },
+      { name: 'scratch', mountPath: '/var/cache/order' },
+    ]);
+    expect(spec.volumes.slice(-3)).toEqual([
+      { name: 'settings', configMap: { name: 'order-settings' } },
+      { name: 'db-cert', secret: { secretName: 'order-db-tls' } },
+      { name: 'scratch', emptyDir: {} },
+    ]);
+    expect(spec.initContainers.find((c: any) => c.name === 'typemesh-proxy').volumeMounts.map((m: any) => m.name)).not.toContain('settings');
+    expect(() => podOf({}, { volumes: [{ name: 'typemesh-certs', mountPath: '/x', emptyDir: true }] })).toThrow(/volumes\[0\]\.name.*typemesh-/);
+    expect(() => podOf({}, { volumes: [{ name: 'a', mountPath: '/x', emptyDir: true, secret: 's' }] })).toThrow(/volumes\[0\].*has 2 sources/);
+    expect(() => podOf({}, { volumes: [{ name: 'a', mountPath: 'x', emptyDir: true }] })).toThrow(/volumes\[0\]\.mountPath.*absolute/);
+  });
 });
