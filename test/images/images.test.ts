@@ -3,9 +3,10 @@
  * the shop's app image with podman (vfs storage, runc), then two pods of the synthesized
  * shop chart run from them exactly as their pod templates say — order-service (app +
  * sidecar) calling payment-service (app + sidecar). Each pod is a network namespace
- * (`tmimg-<pid>-*`) joined to the other by a veth pair; its init container writes the
- * interception rules with only NET_ADMIN on a read-only root; the proxy runs as uid 1337 on
- * a read-only root; certificates are minted by the local CA into a temp dir mounted
+ * (`tmimg-<pid>-*`) joined to the other by a veth pair; the order pod's init container
+ * writes the interception rules with the capabilities its spec gives on a read-only root,
+ * while the payment pod runs in CNI mode (no init container; typemesh-cni writes the same
+ * rules); the proxy runs as uid 1337 on a read-only root; certificates are minted by the local CA into a temp dir mounted
  * read-only where the cert-manager Secret would be.
  *
  * Seen from outside: the images hold what they should (Node LTS, the bundles, iptables; no
