@@ -28,7 +28,7 @@
  * Needs root, iproute2, iptables and setpriv; `securitySkipReason()` says why not.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
@@ -150,6 +150,20 @@ function spawnIn(ns: string, uid: number | undefined, command: string, args: rea
   // setpriv execs the command, and `ip netns exec` execs setpriv: the child's pid is the command's.
   const asUid = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--pdeathsig', 'KILL', '--'];
   return spawn('ip', ['netns', 'exec', ns, ...asUid, command, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+}
+
+/**
+ * Copies the sidecar bundle, waiting while another jest run (other test files start their own
+ * globalSetup) is rewriting it: esbuild writes the source-map comment last, so a copy that
+ * ends with it is whole.
+ */
+async function copyWholeBundle(from: string, to: string): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    copyFileSync(from, to);
+    if (readFileSync(to, 'latin1').trimEnd().split('\n').pop()!.startsWith('//# sourceMappingURL=')) return;
+    await sleep(250);
+  }
+  throw new Error(`${from} stayed incomplete for 10 s (a bundle being rebuilt?)`);
 }
 
 /** A client inside one namespace (see netns-agent.ts). */
@@ -436,7 +450,7 @@ export class PodFixture {
 
   private async setUp(): Promise<void> {
     chmodSync(this.dir, 0o755);
-    this.bundle();
+    await this.bundle();
     this.ca = await SecurityCa.create('TypeMesh security suite mesh CA');
     this.targetTls = await this.ca.writeLeaf(path.join(this.dir, 'payment'), { uris: [TARGET_ID] });
     this.peerTls = await this.ca.writeLeaf(path.join(this.dir, 'order'), { uris: [PEER_ID] });
@@ -455,7 +469,7 @@ export class PodFixture {
     await this.normalCall();
   }
 
-  private bundle(): void {
+  private async bundle(): Promise<void> {
     this.agentBundle = path.join(this.dir, 'netns-agent.js');
     this.appBundle = path.join(this.dir, 'recording-app.js');
     for (const [src, out] of [['netns-agent.ts', this.agentBundle], ['recording-app.ts', this.appBundle]]) {
@@ -464,7 +478,7 @@ export class PodFixture {
     }
     // A copy: another jest run rebuilding dist/ must not swap the proxy under this suite.
     this.proxyBundle = path.join(this.dir, 'typemesh-proxy.js');
-    copyFileSync(PROXY_BUNDLE, this.proxyBundle);
+    await copyWholeBundle(PROXY_BUNDLE, this.proxyBundle);
     chmodSync(this.proxyBundle, 0o644);
   }
 
