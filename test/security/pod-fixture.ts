@@ -91,6 +91,23 @@ export function securitySkipReason(): string | undefined {
   }
 }
 
+/**
+ * Deletes the namespaces of runs whose jest worker is gone (killed before its afterAll), so
+ * they do not pile up. Namespaces of live workers, this one's included, are left alone.
+ */
+function removeOrphanNamespaces(): void {
+  const names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]);
+  for (const name of names) {
+    const m = /^tmsec-(\d+)-[a-z0-9]+-(?:hub|app|peer|atk)$/.exec(name);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue;
+    try {
+      execFileSync('ip', ['netns', 'del', name], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
 /** `describe`, or `describe.skip` with the reason printed, for every file of the suite. */
 export function describeSecurity(title: string, fn: () => void): void {
   const reason = securitySkipReason();
@@ -365,7 +382,8 @@ export class PodFixture {
     return fx;
   }
 
-  public readonly run = Math.random().toString(36).slice(2, 6);
+  /** This jest worker's pid and a random tag: names of a crashed run can be told apart and removed. */
+  public readonly run = `${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
   public readonly subnet = `10.251.${Math.floor(Math.random() * 250)}`;
   public readonly subnet6 = `fd00:251:${Math.floor(Math.random() * 0xfff).toString(16)}:`;
   public readonly dir = mkdtempSync(path.join(tmpdir(), 'tmsec-'));
@@ -449,6 +467,7 @@ export class PodFixture {
   }
 
   private async setUp(): Promise<void> {
+    removeOrphanNamespaces();
     chmodSync(this.dir, 0o755);
     await this.bundle();
     this.ca = await SecurityCa.create('TypeMesh security suite mesh CA');
