@@ -4,7 +4,7 @@
  */
 import { Chart, Testing } from 'cdk8s';
 import { Mesh, MeshService } from '../../src';
-import { strict, validateObject, VALIDATING_KUBERNETES_VERSION } from './k8s-schemas';
+import { strict, validateObject, VALIDATING_KUBERNETES_VERSIONS } from './k8s-schemas';
 
 function synth(): any[] {
   const app = Testing.app();
@@ -17,7 +17,7 @@ function synth(): any[] {
 const copy = (o: unknown): any => JSON.parse(JSON.stringify(o));
 const find = (objects: any[], kind: string) => objects.find((o) => o.kind === kind);
 
-describe('strict schema validation (Kubernetes ' + VALIDATING_KUBERNETES_VERSION + ' and the CRDs)', () => {
+describe(`strict schema validation (Kubernetes ${VALIDATING_KUBERNETES_VERSIONS.join(' and ')}, and the CRDs)`, () => {
   const objects = synth();
 
   test('every synthesized object validates', () => {
@@ -27,7 +27,7 @@ describe('strict schema validation (Kubernetes ' + VALIDATING_KUBERNETES_VERSION
   test('a misspelt field anywhere in a pod template fails, naming the field', () => {
     const d = copy(find(objects, 'Deployment'));
     d.spec.template.spec.containers[0].imagePullPolice = 'Always';
-    expect(() => validateObject(d)).toThrow(/\/spec\/template\/spec\/containers\/0 must NOT have additional properties \(unknown field "imagePullPolice"\)/);
+    expect(() => validateObject(d)).toThrow(/Kubernetes 1\.30 schema: \/spec\/template\/spec\/containers\/0 must NOT have additional properties \(unknown field "imagePullPolice"\)/);
     const e = copy(find(objects, 'Deployment'));
     e.spec.template.spec.securityContext = { ...e.spec.template.spec.securityContext, seccompProfle: { type: 'RuntimeDefault' } };
     expect(() => validateObject(e)).toThrow(/unknown field "seccompProfle"/);
@@ -68,5 +68,13 @@ describe('strict schema validation (Kubernetes ' + VALIDATING_KUBERNETES_VERSION
     expect(s.properties.labels.additionalProperties).toEqual({ type: 'string' });
     expect(s.properties.raw.additionalProperties).toBeUndefined();
     expect(s.properties.closed.additionalProperties).toBe(false);
+  });
+
+  test('a field newer than 1.30 fails the 1.30 schema even where 1.33 knows it', () => {
+    // PodSpec.resources (pod-level resources) exists in 1.33 (alpha), not in 1.30: an object
+    // using it would not apply on the oldest release the pods target.
+    const d = copy(find(objects, 'Deployment'));
+    d.spec.template.spec.resources = { limits: { memory: '1Gi' } };
+    expect(() => validateObject(d)).toThrow(/Kubernetes 1\.30 schema: \/spec\/template\/spec must NOT have additional properties \(unknown field "resources"\)/);
   });
 });

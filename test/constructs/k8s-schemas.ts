@@ -2,9 +2,10 @@
  * Validates synthesized objects strictly against the official schemas, vendored in
  * test/schemas/ (see its README for provenance and license):
  *
- * - Kubernetes **1.33** API definitions (the pruned `k8s-1.33-pruned.json`): 1.33 is a
- *   supported release, and native sidecars (init containers with `restartPolicy: Always`,
- *   which the pods use) need 1.29 or later;
+ * - Kubernetes API definitions of **1.30 and 1.33** (the pruned `k8s-<version>-pruned.json`):
+ *   every object must validate against both, the oldest supported release the pods target and
+ *   a current one; native sidecars (init containers with `restartPolicy: Always`, which the
+ *   pods use) need 1.29 or later;
  * - the cert-manager v1.21.1 Certificate and Issuer CRDs (ClusterIssuer has the Issuer's
  *   schema) and the prometheus-operator PodMonitor CRD.
  *
@@ -19,7 +20,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Ajv, { ValidateFunction } from 'ajv';
 
-/** The Kubernetes version whose API definitions validate the output. */
+/** The Kubernetes versions whose API definitions validate the output (each object against all). */
+export const VALIDATING_KUBERNETES_VERSIONS = ['1.30', '1.33'];
+/** The newest of them, whose ObjectMeta checks CRD objects' metadata. */
 export const VALIDATING_KUBERNETES_VERSION = '1.33';
 
 const SCHEMA_DIR = path.join(__dirname, '..', 'schemas');
@@ -62,25 +65,34 @@ function newAjv(): Ajv {
   return ajv;
 }
 
-const validators = new Map<string, ValidateFunction>();
+/** Per apiVersion/kind, the schemas an object must pass, each with the name of its source. */
+const validators = new Map<string, Array<{ source: string; validate: ValidateFunction }>>();
+
+function addValidator(key: string, source: string, validate: ValidateFunction): void {
+  validators.set(key, [...(validators.get(key) ?? []), { source, validate }]);
+}
 
 function buildValidators(): void {
   const ajv = newAjv();
-  const definitions = strict(loadJson(`k8s-${VALIDATING_KUBERNETES_VERSION}-pruned.json`).definitions);
-  ajv.addSchema({ $id: K8S_ID, definitions });
-  for (const [name, def] of Object.entries<Json>(definitions)) {
-    for (const gvk of def['x-kubernetes-group-version-kind'] ?? []) {
-      const apiVersion = gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version;
-      validators.set(`${apiVersion}/${gvk.kind}`, ajv.compile({ $ref: `${K8S_ID}#/definitions/${name}` }));
+  for (const version of VALIDATING_KUBERNETES_VERSIONS) {
+    const id = `${K8S_ID}-${version}`;
+    const definitions = strict(loadJson(`k8s-${version}-pruned.json`).definitions);
+    ajv.addSchema({ $id: id, definitions });
+    for (const [name, def] of Object.entries<Json>(definitions)) {
+      for (const gvk of def['x-kubernetes-group-version-kind'] ?? []) {
+        const apiVersion = gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version;
+        addValidator(`${apiVersion}/${gvk.kind}`, `Kubernetes ${version}`, ajv.compile({ $ref: `${id}#/definitions/${name}` }));
+      }
     }
   }
   for (const crd of loadJson('crds.json').crds) {
     const schema = strict(crd.schema);
-    schema.properties.metadata = { $ref: `${K8S_ID}#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta` };
+    schema.properties.metadata = { $ref: `${K8S_ID}-${VALIDATING_KUBERNETES_VERSION}#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta` };
     const validate = ajv.compile(schema);
-    validators.set(`${crd.group}/${crd.version}/${crd.kind}`, validate);
+    const source = `CRD ${crd.source}`;
+    addValidator(`${crd.group}/${crd.version}/${crd.kind}`, source, validate);
     // cert-manager's ClusterIssuer is the cluster-scoped twin of Issuer, with the same spec schema.
-    if (crd.group === 'cert-manager.io' && crd.kind === 'Issuer') validators.set(`${crd.group}/${crd.version}/ClusterIssuer`, validate);
+    if (crd.group === 'cert-manager.io' && crd.kind === 'Issuer') addValidator(`${crd.group}/${crd.version}/ClusterIssuer`, source, validate);
   }
 }
 
@@ -93,20 +105,21 @@ const EXTRA_CHECKS: Record<string, (o: any) => void> = {
 export function validateObject(obj: { apiVersion?: string; kind?: string; metadata?: { name?: string } }): void {
   if (validators.size === 0) buildValidators();
   const key = `${obj.apiVersion}/${obj.kind}`;
-  const validate = validators.get(key);
-  if (!validate) throw new Error(`no schema validator for ${key} (object ${obj.metadata?.name}): add its schema to test/schemas (see test/schemas/README.md)`);
+  const schemas = validators.get(key);
+  if (!schemas) throw new Error(`no schema validator for ${key} (object ${obj.metadata?.name}): add its schema to test/schemas (see test/schemas/README.md)`);
   try {
     EXTRA_CHECKS[key]?.(obj);
   } catch (e) {
     throw new Error(`${key} ${obj.metadata?.name} does not validate: ${(e as Error).message}`);
   }
   const name = obj.metadata?.name;
-  if (!validate(obj)) {
+  for (const { source, validate } of schemas) {
+    if (validate(obj)) continue;
     const errors = (validate.errors ?? []).map((e) => {
       const extra = e.keyword === 'additionalProperties' ? ` (unknown field "${(e.params as { additionalProperty: string }).additionalProperty}")` : '';
       return `${e.instancePath || '/'} ${e.message}${extra}`;
     });
-    throw new Error(`${key} ${name} does not validate against the Kubernetes ${VALIDATING_KUBERNETES_VERSION} / CRD schema: ${[...new Set(errors)].join('; ')}`);
+    throw new Error(`${key} ${name} does not validate against the ${source} schema: ${[...new Set(errors)].join('; ')}`);
   }
 }
 

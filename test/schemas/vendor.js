@@ -13,7 +13,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const YAML = require('yaml');
 
-const KUBERNETES_VERSION = '1.33';
+/** The oldest supported release the pods target (native sidecars need 1.29+) and a current one. */
+const KUBERNETES_VERSIONS = ['1.30', '1.33'];
 /** The kinds TypeMesh synthesizes, or may (workload kinds, PodDisruptionBudget, RBAC for a node DaemonSet). */
 const KINDS = [
   'io.k8s.api.core.v1.Namespace', 'io.k8s.api.core.v1.ServiceAccount', 'io.k8s.api.core.v1.Service',
@@ -38,7 +39,12 @@ function stripDescriptions(v) {
 }
 
 function main(src) {
-  const all = JSON.parse(fs.readFileSync(path.join(src, `k8s-${KUBERNETES_VERSION}.json`), 'utf8')).definitions;
+  for (const version of KUBERNETES_VERSIONS) pruneKubernetes(src, version);
+  pruneCrds(src);
+}
+
+function pruneKubernetes(src, version) {
+  const all = JSON.parse(fs.readFileSync(path.join(src, `k8s-${version}.json`), 'utf8')).definitions;
   const keep = new Set();
   const visit = (name) => {
     if (keep.has(name)) return;
@@ -52,8 +58,11 @@ function main(src) {
   KINDS.forEach(visit);
   const definitions = {};
   for (const name of [...keep].sort()) definitions[name] = stripDescriptions(all[name]);
-  fs.writeFileSync(path.join(__dirname, `k8s-${KUBERNETES_VERSION}-pruned.json`), JSON.stringify({ definitions }) + '\n');
+  fs.writeFileSync(path.join(__dirname, `k8s-${version}-pruned.json`), JSON.stringify({ definitions }) + '\n');
+  console.log(`Kubernetes ${version}: ${keep.size} definitions`);
+}
 
+function pruneCrds(src) {
   const crds = [];
   for (const file of CRDS) {
     for (const doc of YAML.parseAllDocuments(fs.readFileSync(path.join(src, file), 'utf8'))) {
@@ -66,7 +75,7 @@ function main(src) {
     }
   }
   fs.writeFileSync(path.join(__dirname, 'crds.json'), JSON.stringify({ crds }) + '\n');
-  console.log(`${keep.size} Kubernetes definitions, ${crds.length} CRD versions`);
+  console.log(`${crds.length} CRD versions`);
 }
 
 main(process.argv[2] ?? '/work/shared/k8s-schemas');
