@@ -1,10 +1,12 @@
 /**
  * Meshed pods' lifecycle seen from outside, as a cluster would see it: a chart synthesized with
- * Mesh + MeshService (order calls payment), its pod specs run by a small kubelet
+ * Mesh + MeshService (order calls payment), in both sidecar modes (native, the default, and
+ * legacy), its pod specs read back from the YAML and run by a small kubelet
  * (./pod-runner.ts) as real processes in network namespaces: the init container's generated
  * iptables rules, the bundled sidecar as uid 1337 with certificates from the local CA, and
  * stand-in node processes for the apps' images. It proves:
- * - start-up: with a native sidecar, the app's very first outbound call succeeds;
+ * - start-up: the app's very first outbound call succeeds (native: the startup probe gates the
+ *   app; legacy: the postStart hook `typemesh-proxy --wait-ready` holds it);
  * - shutdown: no refused connection during the grace period, for the app calling out (native:
  *   the app is stopped first; legacy: both get SIGTERM at once) and for a peer calling in
  *   during the drain window (it is told `Connection: close` and reconnects);
@@ -19,11 +21,13 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { App, Chart } from 'cdk8s';
 import * as YAML from 'yaml';
-import { Mesh, MeshService } from '../../src';
+import { Mesh, MeshService, SidecarMode } from '../../src';
 import { LocalCertificateAuthority } from '../../src/local/certificate-authority';
 import { bundleWithEsbuild } from '../../src/local/proxy-bundle';
 import { generateInterceptionScript, parseInterceptionArgs } from '../../src/proxy-image/interception';
-import { ContainerSpec, isNativeSidecar, Pod, PodSpec } from './pod-runner';
+import { ContainerSpec, Pod, PodSpec } from './pod-runner';
+
+type Layouts = Record<'native' | 'legacy', Record<'order' | 'payment', Workload>>;
 
 jest.setTimeout(240_000);
 
@@ -148,11 +152,14 @@ interface Workload {
   readonly config: string;
 }
 
-/** Synthesizes the chart a user would write and returns each workload's pod spec and sidecar config. */
-function synthesize(): Record<'order' | 'payment', Workload> {
+/**
+ * Synthesizes the chart a user would write (order calls payment), in a sidecar mode, and returns
+ * each workload's pod spec and sidecar config as the YAML says.
+ */
+function synthesize(sidecarMode: SidecarMode): Record<'order' | 'payment', Workload> {
   const app = new App({ outdir: path.join(tmpdir(), 'typemesh-tests-never-written') });
   const chart = new Chart(app, 'lifecycle');
-  const mesh = new Mesh(chart, 'mesh', { namespace: 'shop' });
+  const mesh = new Mesh(chart, 'mesh', { namespace: 'shop', sidecarMode });
   const order = new MeshService(chart, 'order', { mesh, name: 'order', versions: [{ name: 'v1', image: 'example.com/order:1' }] });
   const payment = new MeshService(chart, 'payment', { mesh, name: 'payment', versions: [{ name: 'v1', image: 'example.com/payment:1' }] });
   payment.allowFrom(order);
@@ -166,33 +173,6 @@ function synthesize(): Record<'order' | 'payment', Workload> {
   return { order: workload('order'), payment: workload('payment') };
 }
 
-/**
- * The pod with its sidecar native (an init container with restartPolicy Always and a startup
- * probe on readiness). The synthesized spec is used as is when it is native already; a legacy
- * one is converted the way the constructs' native layout states it (issue 13, item 1).
- */
-function nativeLayout(spec: PodSpec): PodSpec {
-  if ((spec.initContainers ?? []).some(isNativeSidecar)) return spec;
-  const sidecar = spec.containers.find((c) => c.name === SIDECAR)!;
-  return {
-    ...spec,
-    initContainers: [...(spec.initContainers ?? []), {
-      ...sidecar,
-      restartPolicy: 'Always',
-      startupProbe: { httpGet: { path: '/healthz/ready', port: 15020 }, periodSeconds: 1, failureThreshold: 30 },
-    }],
-    containers: spec.containers.filter((c) => c.name !== SIDECAR),
-  };
-}
-
-/** The pod with its sidecar as a plain first container (clusters before 1.29). */
-function legacyLayout(spec: PodSpec): PodSpec {
-  const native = (spec.initContainers ?? []).find(isNativeSidecar);
-  if (!native) return spec;
-  const { restartPolicy: _r, startupProbe: _s, ...sidecar } = native;
-  return { ...spec, initContainers: spec.initContainers!.filter((c) => c !== native), containers: [sidecar as ContainerSpec, ...spec.containers] };
-}
-
 describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and Job completion', () => {
   const node = process.execPath;
   const namespaces: string[] = [];
@@ -200,19 +180,13 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
   let tmp: string;
   let bundle: string;
   let ca: LocalCertificateAuthority;
-  let workloads: Record<'order' | 'payment', Workload>;
-  let nativeWasSynthesized = false;
+  let layouts: Layouts;
   let seq = 0;
 
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(tmpdir(), 'tmlc-'));
     chmodSync(tmp, 0o755); // the sidecar (uid 1337) reads its files here
-    workloads = synthesize();
-    nativeWasSynthesized = (workloads.order.spec.initContainers ?? []).some(isNativeSidecar);
-    if (!nativeWasSynthesized) {
-      // eslint-disable-next-line no-console
-      console.warn('pod lifecycle: the constructs synthesize a legacy sidecar; the native-sidecar cases run on the layout derived from it (nativeLayout)');
-    }
+    layouts = { native: synthesize(SidecarMode.NATIVE), legacy: synthesize(SidecarMode.LEGACY) };
     ca = await LocalCertificateAuthority.create();
     // Our own bundle: the shared dist/ may be rebuilt by another jest run meanwhile.
     bundle = path.join(tmp, 'typemesh-proxy.js');
@@ -269,9 +243,11 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
    * There are no mount namespaces here: mount paths in the sidecar's args and config are
    * pointed at the host directories instead.
    */
-  async function images(name: 'order' | 'payment', identity: string): Promise<{ resolve: (c: ContainerSpec) => string[]; dir: string }> {
+  async function images(workload: Workload, name: 'order' | 'payment', identity: string): Promise<{ resolve: (c: ContainerSpec) => string[]; exec: (c: ContainerSpec, command: string[]) => string[]; dir: string }> {
     const dir = mkdtempSync(path.join(tmp, `${name}-`));
     chmodSync(dir, 0o755);
+    mkdirSync(path.join(dir, 'results'));
+    chmodSync(path.join(dir, 'results'), 0o777); // the app (a non-root uid) writes here
     const issued = await ca.writeWorkloadFiles(path.join(dir, 'issued'), { spiffeId: identity, dnsNames: [name] });
     const certs = path.join(dir, 'certs');
     const config = path.join(dir, 'config');
@@ -280,16 +256,24 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
     copyFileSync(issued.keyFile, path.join(certs, 'tls.key'));
     copyFileSync(issued.caFile, path.join(certs, 'ca.crt'));
     chmodSync(path.join(certs, 'tls.key'), 0o644); // a test key, readable by the sidecar's uid
-    const spec = workloads[name].spec;
+    const spec = workload.spec;
     const sidecar = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === SIDECAR)!;
     const hostDirs: Record<string, string> = { 'typemesh-config': config, 'typemesh-certs': certs, 'typemesh-tmp': path.join(dir, 'tmp') };
-    const mounts = ((sidecar.volumeMounts ?? []) as Array<{ name: string; mountPath: string }>).map((m) => [m.mountPath, hostDirs[m.name]] as const);
+    const mounts = ((sidecar.volumeMounts ?? []) as Array<{ name: string; mountPath: string }>).map((m) => {
+      if (!hostDirs[m.name]) throw new Error(`volume ${m.name} of ${name}'s sidecar is not materialized by this test`);
+      return [m.mountPath, hostDirs[m.name]] as const;
+    });
     // One pass, longest mount path first, whole path segments only.
     const pattern = new RegExp(`(${mounts.map(([from]) => from).sort((a, b) => b.length - a.length).map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})(?=/|$|\\s)`, 'gm');
     const remap = (text: string): string => text.replace(pattern, (m) => mounts.find(([from]) => from === m)![1]);
-    writeFileSync(path.join(config, 'sidecar.yaml'), remap(workloads[name].config), { mode: 0o644 });
+    writeFileSync(path.join(config, 'sidecar.yaml'), remap(workload.config), { mode: 0o644 });
     return {
       dir,
+      exec: (c, command) => {
+        // The legacy sidecar's postStart hook runs the proxy binary in its container.
+        if (c.name === SIDECAR && command[0] === 'typemesh-proxy') return [node, bundle, ...command.slice(1).map(remap)];
+        throw new Error(`no stand-in for exec ${command.join(' ')} in ${c.name}`);
+      },
       resolve: (c) => {
         if (c.name === INIT) {
           // typemesh-init: the rules its args generate, applied in the pod's namespace.
@@ -306,13 +290,17 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
     };
   }
 
-  async function startPod(name: 'order' | 'payment', netns: string, spec: PodSpec, appArgv: (dir: string) => string[]): Promise<{ pod: Pod; output: string[]; dir: string }> {
+  /** Starts a workload's pod (spec: the synthesized one, or a variant of it). */
+  async function startPod(name: 'order' | 'payment', netns: string, workload: Workload, appArgv: (dir: string) => string[], spec = workload.spec): Promise<{ pod: Pod; output: string[]; dir: string }> {
     const output: string[] = [];
-    const img = await images(name, name === 'order' ? ORDER_ID : PAYMENT_ID);
+    const img = await images(workload, name, name === 'order' ? ORDER_ID : PAYMENT_ID);
     const pod = await Pod.start({
-      name, netns, spec,
-      // The app's image: a stand-in node process.
+      name: `${name}-v1-0`, namespace: 'shop', netns, spec,
+      // The app's image: a stand-in node process, whose image would say USER 1000 (the app
+      // container asks runAsNonRoot and sets no uid).
       resolve: (c) => (c.name === APP ? appArgv(img.dir) : img.resolve(c)),
+      resolveExec: img.exec,
+      imageUser: (c) => (c.name === APP ? 1000 : 0),
       onOutput: (container, line) => output.push(`${container}: ${line}`),
     });
     pods.push(pod);
@@ -334,11 +322,11 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
   }
 
   const results = (dir: string): Array<{ phase: string; i?: number; status?: number; error?: string; time: number }> => {
-    const file = path.join(dir, 'results.jsonl');
+    const file = path.join(dir, 'results', 'results.jsonl');
     return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
   };
   const paymentApp = (): string[] => [node, '-e', PAYMENT_APP];
-  const orderApp = (mode: 'service' | 'job') => (dir: string): string[] => [node, '-e', ORDER_APP, path.join(dir, 'results.jsonl'), mode, String(GRACE_CALLS)];
+  const orderApp = (mode: 'service' | 'job') => (dir: string): string[] => [node, '-e', ORDER_APP, path.join(dir, 'results', 'results.jsonl'), mode, String(GRACE_CALLS)];
   /** Processes still in a network namespace (what `ip netns pids` lists). */
   const pidsIn = (ns: string): string[] => sh('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean);
   /** The time of a sidecar's log line. */
@@ -354,8 +342,11 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
 
   test('native sidecars: the proxy is ready before the app starts, so the app\'s first outbound call succeeds; on deletion the app is stopped first and its grace-period calls all succeed', async () => {
     const net = network();
-    const payment = await startPod('payment', net.payment, nativeLayout(workloads.payment.spec), () => paymentApp());
-    const order = await startPod('order', net.order, nativeLayout(workloads.order.spec), orderApp('service'));
+    const { native } = layouts;
+    // The synthesized layout: the proxy is a native sidecar (what the kubelet's ordering needs).
+    expect(native.order.spec.initContainers!.map((c) => [c.name, c.restartPolicy, c.startupProbe?.httpGet?.path])).toEqual([[INIT, undefined, undefined], [SIDECAR, 'Always', '/healthz/ready']]);
+    const payment = await startPod('payment', net.payment, native.payment, () => paymentApp());
+    const order = await startPod('order', net.order, native.order, orderApp('service'));
     // The runner started the app only after the sidecar's startup probe passed.
     expect(order.pod.seqOf(SIDECAR, 'ready')).toBeLessThan(order.pod.seqOf(APP, 'started')!);
     for (let i = 0; i < 300 && results(order.dir).length === 0; i++) await sleep(100);
@@ -375,12 +366,18 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
     expect(payment.pod.exits()[SIDECAR]).toEqual({ code: 0, signal: null });
   });
 
-  test('legacy sidecars (SIGTERM to app and proxy at once): the app\'s grace-period calls are not refused; a peer calling in through the drain window is told Connection: close and never refused until the window is over', async () => {
+  test('legacy sidecars: the postStart hook holds the app until the proxy is ready; SIGTERM to app and proxy at once: the app\'s grace-period calls are not refused; a peer calling in through the drain window is told Connection: close and never refused until the window is over', async () => {
     const net = network();
-    const payment = await startPod('payment', net.payment, legacyLayout(workloads.payment.spec), () => paymentApp());
-    const order = await startPod('order', net.order, legacyLayout(workloads.order.spec), orderApp('service'));
+    const { legacy } = layouts;
+    expect(legacy.order.spec.containers.map((c) => c.name)).toEqual([SIDECAR, APP]);
+    const payment = await startPod('payment', net.payment, legacy.payment, () => paymentApp());
+    const order = await startPod('order', net.order, legacy.order, orderApp('service'));
+    // The postStart hook (typemesh-proxy --wait-ready) held the app until the proxy was ready:
+    // its first call succeeded too.
+    expect(order.pod.seqOf(SIDECAR, 'postStart-done')).toBeLessThan(order.pod.seqOf(APP, 'started')!);
+    for (let i = 0; i < 300 && results(order.dir).length === 0; i++) await sleep(100);
+    expect(results(order.dir)[0]).toMatchObject({ phase: 'first', status: 200 });
     await untilReady(net.payment);
-    await untilReady(net.order);
 
     // The app keeps calling out after SIGTERM, while its sidecar got SIGTERM too.
     await order.pod.delete();
@@ -425,10 +422,10 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
 
   test('a meshed Job completes: the app exits 0 after its first call, the native sidecar is then terminated, the pod Succeeds and no process is left', async () => {
     const net = network();
-    const payment = await startPod('payment', net.payment, nativeLayout(workloads.payment.spec), () => paymentApp());
-    // A Job's pod template: restartPolicy Never (the constructs make Deployments; the pod spec is the same).
-    const jobSpec: PodSpec = { ...nativeLayout(workloads.order.spec), restartPolicy: 'Never' };
-    const job = await startPod('order', net.order, jobSpec, orderApp('job'));
+    const { native } = layouts;
+    const payment = await startPod('payment', net.payment, native.payment, () => paymentApp());
+    // A Job's pod template: restartPolicy Never (the same pod spec as the Deployment's).
+    const job = await startPod('order', net.order, native.order, orderApp('job'), { ...native.order.spec, restartPolicy: 'Never' });
     expect(await job.pod.completed()).toBe('Succeeded');
     expect(results(job.dir).map((r) => [r.phase, r.status])).toEqual([['first', 200]]);
     expect(job.pod.exits()[APP]).toEqual({ code: 0, signal: null });
@@ -441,10 +438,9 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
 
   test('for contrast, a Job with a legacy sidecar never completes: the app exits 0 but the proxy keeps the pod Running', async () => {
     const net = network();
-    const payment = await startPod('payment', net.payment, legacyLayout(workloads.payment.spec), () => paymentApp());
-    await untilReady(net.payment);
-    const jobSpec: PodSpec = { ...legacyLayout(workloads.order.spec), restartPolicy: 'Never' };
-    const job = await startPod('order', net.order, jobSpec, orderApp('job'));
+    const { legacy } = layouts;
+    const payment = await startPod('payment', net.payment, legacy.payment, () => paymentApp());
+    const job = await startPod('order', net.order, legacy.order, orderApp('job'), { ...legacy.order.spec, restartPolicy: 'Never' });
     await job.pod.exitOf(APP);
     expect(job.pod.phase).toBe('Running');
     expect(job.pod.running()).toEqual([SIDECAR]);

@@ -5,8 +5,9 @@
  * - Init containers run in order, each to completion (a non-zero exit fails the pod), except a
  *   native sidecar (an init container with `restartPolicy: Always`, Kubernetes 1.29+): it is
  *   started, and its startupProbe must pass before the next container starts.
- * - Then the containers start, in order, without waiting for one another (the kubelet starts a
- *   plain container and moves on; a legacy sidecar is just the first container).
+ * - Then the containers start, in order. The kubelet does not wait for a container to be ready,
+ *   but it does run a container's postStart hook to its end before it starts the next one (a
+ *   legacy sidecar's hook holds the app until the proxy is ready); a failed hook fails the pod.
  * - Deletion: with native sidecars the containers get SIGTERM first, then, once they have all
  *   exited, the sidecars in reverse order; with legacy sidecars every container gets SIGTERM at
  *   once. Whatever still runs at terminationGracePeriodSeconds gets SIGKILL.
@@ -14,8 +15,10 @@
  *   its native sidecars are then terminated as on deletion, and the phase is Succeeded when every
  *   container (sidecars not counted, as the kubelet does) exited 0.
  *
- * Images are not run here: the test maps each container to a command line (`resolve`). A
- * container's `securityContext.runAsUser` is honoured with setpriv.
+ * Images are not run here: the test maps each container (and each exec hook) to a command line.
+ * The user is the container's `runAsUser`, else the pod's, else the image's (`imageUser`), run
+ * with setpriv; `runAsNonRoot` with uid 0 is refused as the kubelet refuses it. `env` values and
+ * the downward API's metadata.name / metadata.namespace are passed; other sources fail loudly.
  */
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 
@@ -27,8 +30,17 @@ export interface ContainerSpec {
   readonly args?: string[];
   readonly restartPolicy?: string;
   readonly startupProbe?: ProbeSpec;
-  readonly securityContext?: { readonly runAsUser?: number; readonly runAsGroup?: number };
+  readonly securityContext?: SecurityContext;
+  readonly env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } & Record<string, unknown> }>;
+  readonly lifecycle?: { readonly postStart?: { readonly exec?: { readonly command: string[] } } };
   readonly [key: string]: unknown;
+}
+
+/** The securityContext fields that choose the user. */
+export interface SecurityContext {
+  readonly runAsUser?: number;
+  readonly runAsGroup?: number;
+  readonly runAsNonRoot?: boolean;
 }
 
 /** An httpGet probe (the only kind TypeMesh's pods use). */
@@ -44,6 +56,7 @@ export interface PodSpec {
   readonly containers: ContainerSpec[];
   readonly restartPolicy?: string;
   readonly terminationGracePeriodSeconds?: number;
+  readonly securityContext?: SecurityContext;
   readonly [key: string]: unknown;
 }
 
@@ -55,7 +68,7 @@ export interface PodEvent {
   readonly seq: number;
   readonly time: number;
   readonly container: string;
-  readonly what: 'started' | 'ready' | 'exited' | 'SIGTERM' | 'SIGKILL' | 'probe-failed';
+  readonly what: 'started' | 'ready' | 'exited' | 'SIGTERM' | 'SIGKILL' | 'probe-failed' | 'postStart-done';
   readonly detail?: string;
 }
 
@@ -66,8 +79,14 @@ export interface PodRunOptions {
   /** The pod's network namespace (made by the test). */
   readonly netns: string;
   readonly spec: PodSpec;
+  /** The pod's namespace (metadata.namespace for the downward API). */
+  readonly namespace: string;
   /** The command line that stands for a container's image (its command and args resolved). */
   readonly resolve: (container: ContainerSpec) => string[];
+  /** The command line of an exec hook's command in a container. */
+  readonly resolveExec?: (container: ContainerSpec, command: string[]) => string[];
+  /** The uid the container's image runs as (its USER) when the spec sets none. @default 0 */
+  readonly imageUser?: (container: ContainerSpec) => number;
   /** Receives each line the containers write (for failure messages). */
   readonly onOutput?: (container: string, line: string) => void;
 }
@@ -181,7 +200,21 @@ export class Pod {
       }
     }
     this.phase = 'Running';
-    for (const c of this.opts.spec.containers) this.containers.push(this.spawn(c));
+    for (const c of this.opts.spec.containers) {
+      const r = this.spawn(c);
+      this.containers.push(r);
+      const hook = c.lifecycle?.postStart?.exec?.command;
+      if (!hook) continue;
+      if (!this.opts.resolveExec) throw new Error(`${this.opts.name}/${c.name}: a postStart exec hook and no resolveExec`);
+      const done = this.spawn(c, this.opts.resolveExec(c, hook), `${c.name} postStart`);
+      const exit = await done.exited;
+      if (exit.code !== 0) {
+        this.fail(`container ${c.name}: postStart hook exited with ${exit.code ?? exit.signal}`);
+        await this.delete();
+        return;
+      }
+      this.event(c.name, 'postStart-done');
+    }
     // A pod that is not restarted (a Job's) ends when its containers have all exited; its
     // native sidecars are then terminated. Their exit codes do not count for the phase.
     if ((this.opts.spec.restartPolicy ?? 'Always') !== 'Always') {
@@ -198,20 +231,32 @@ export class Pod {
     this.failure = why;
   }
 
-  private spawn(spec: ContainerSpec): Running {
-    const uid = spec.securityContext?.runAsUser;
-    const gid = spec.securityContext?.runAsGroup ?? uid;
-    const asUser = uid !== undefined && uid !== 0 ? ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups'] : [];
-    const argv = this.opts.resolve(spec);
+  /** Starts a container's process (or, with argv, a hook's process in it). */
+  private spawn(spec: ContainerSpec, argv = this.opts.resolve(spec), label = spec.name): Running {
+    const pod = this.opts.spec.securityContext ?? {};
+    const own = spec.securityContext ?? {};
+    const uid = own.runAsUser ?? pod.runAsUser ?? this.opts.imageUser?.(spec) ?? 0;
+    const gid = own.runAsGroup ?? pod.runAsGroup ?? uid;
+    if ((own.runAsNonRoot ?? pod.runAsNonRoot) && uid === 0) {
+      throw new Error(`${this.opts.name}/${spec.name}: runAsNonRoot and the image runs as root: the kubelet refuses to start it`);
+    }
+    const asUser = uid !== 0 ? ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups'] : [];
+    const env: Record<string, string> = { ...process.env as Record<string, string> };
+    for (const e of spec.env ?? []) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[e.name] = this.opts.name;
+      else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') env[e.name] = this.opts.namespace;
+      else throw new Error(`${this.opts.name}/${spec.name}: env ${e.name} from ${JSON.stringify(e.valueFrom)} is not run here`);
+    }
     // `ip netns exec` and setpriv exec the command: the child's pid is the container's process.
-    const child = spawn('ip', ['netns', 'exec', this.opts.netns, ...asUser, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', this.opts.netns, ...asUser, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env });
     for (const stream of [child.stdout!, child.stderr!]) {
       let buf = '';
       stream.on('data', (d: Buffer) => {
         buf += d.toString();
         const lines = buf.split('\n');
         buf = lines.pop()!;
-        for (const line of lines) this.opts.onOutput?.(spec.name, line);
+        for (const line of lines) this.opts.onOutput?.(label, line);
       });
     }
     const r: Running = {
@@ -219,11 +264,11 @@ export class Pod {
       child,
       exited: new Promise((resolve) => child.once('exit', (code, signal) => {
         r.exit = { code, signal };
-        this.event(spec.name, 'exited', String(code ?? signal));
+        if (label === spec.name) this.event(spec.name, 'exited', String(code ?? signal));
         resolve(r.exit);
       })),
     };
-    this.event(spec.name, 'started');
+    if (label === spec.name) this.event(spec.name, 'started');
     return r;
   }
 
