@@ -204,6 +204,40 @@ export const OutboundServiceSchema = z.strictObject({
   }).optional(),
 });
 
+/** A host name of an external service: lower-case DNS name (no wildcard, no port). */
+export const EXTERNAL_HOST = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const externalHost = z.string().regex(EXTERNAL_HOST, 'must be a lower-case DNS name such as api.example.com (no wildcard, no port)');
+
+/**
+ * A service outside the mesh that the app may call (an ExternalService; Istio's ServiceEntry).
+ * The app speaks plain HTTP to its sidecar; the sidecar connects to the real host (found by
+ * DNS) in plain TCP, or originates TLS and verifies the host's certificate against its name.
+ * No mesh identity is involved: the external host is not a sidecar.
+ */
+export const ExternalServiceSchema = z.strictObject({
+  name,
+  /** Host names (Host header, port stripped) that select this service; also its metrics' destination_service (the first). */
+  hosts: z.array(externalHost).min(1),
+  /** The port the app calls. */
+  port,
+  /** 'http': plain TCP to the host; 'https': the sidecar originates TLS (the app still speaks plain HTTP). */
+  protocol: z.enum(['http', 'https']).default('http'),
+  /** https only: how the host's certificate is verified. */
+  tls: z.strictObject({
+    /** The name sent as SNI and checked against the certificate. Unset: the first host. */
+    serverName: externalHost.optional(),
+    /** PEM bundle of the CAs that may sign the host's certificate. Unset: the system CAs. */
+    caFile: z.string().min(1).optional(),
+  }).optional(),
+  /** Where its endpoints come from: DNS of the real host (a cluster), static addresses (tests, the local runner). */
+  discovery: DiscoverySchema,
+  /** Whole-request timeout including retries; 0 disables it. */
+  timeoutMs: durationMs.default(15000),
+  retries: RetryPolicySchema.optional(),
+  connectionPool: OutboundServiceSchema.shape.connectionPool,
+  outlierDetection: OutboundServiceSchema.shape.outlierDetection,
+});
+
 /** An authorization rule of the inbound listener. All given fields must match; a list matches any item. */
 export const AuthorizationRuleSchema = z.strictObject({
   name: z.string().min(1),
@@ -343,9 +377,16 @@ export const SidecarConfigSchema = z.strictObject({
   }),
   outbound: z.strictObject({
     services: z.array(OutboundServiceSchema).default([]),
-    /** Hosts outside the mesh pass through to their own address. */
+    /** Services outside the mesh the app may call (ExternalService): matched by host before passthrough. */
+    externalServices: z.array(ExternalServiceSchema).default([]),
+    /**
+     * Egress mode. true (passthrough): hosts neither in services nor in externalServices are
+     * forwarded to their own address. false (allow-list): they are refused with 502 and flag NR.
+     * The constructs always write it (their default is allow-list); true here only keeps
+     * configs written before it meaning what they meant.
+     */
     passthrough: z.boolean().default(true),
-  }).default({ services: [], passthrough: true }),
+  }).default({ services: [], externalServices: [], passthrough: true }),
   telemetry: z.strictObject({
     metrics: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
     tracing: z.strictObject({
@@ -380,6 +421,18 @@ export const SidecarConfigSchema = z.strictObject({
   drainDurationMs: durationMs.optional(),
   /** Only in a gateway's config: the listeners that face outside clients and their routes. */
   gateway: GatewaySchema.optional(),
+  /**
+   * Graceful overload (docs/performance.md#graceful-overload): a request over these limits is
+   * answered 503 with `x-typemesh-overloaded: true` and response flag OL before its body is read.
+   * Unset fields take the defaults of src/proxy-image/admission.ts (left out of the defaults here
+   * so that configs written before read the same).
+   */
+  overload: z.strictObject({
+    /** Requests in flight per listener (inbound, outbound, gateway); 0 = no limit. Default 1024. */
+    maxActiveRequests: z.number().int().min(0).optional(),
+    /** Shed new requests while the event loop runs later than this (ms); 0 = off. Default 500. */
+    maxEventLoopLagMs: durationMs.optional(),
+  }).optional(),
 }).superRefine((cfg, ctx) => {
   // Cross-field rules that a per-field schema cannot state.
   cfg.outbound.services.forEach((svc, si) => {
@@ -407,6 +460,7 @@ export const SidecarConfigSchema = z.strictObject({
       }
     });
   });
+  checkExternalServices(cfg.outbound, ctx);
   if (cfg.gateway) checkGateway(cfg, cfg.gateway, ctx);
   const probeKeys = new Set<string>();
   cfg.inbound.probes.forEach((probe, pi) => {
@@ -421,6 +475,26 @@ export const SidecarConfigSchema = z.strictObject({
     ctx.addIssue({ code: 'custom', path: ['telemetry', 'tracing', 'collector'], message: 'tracing is enabled but no collector is set' });
   }
 });
+
+/** Cross-field rules of external services: names and hosts unique across the outbound section, TLS only with https. */
+function checkExternalServices(out: { services: Array<{ name: string; hosts: string[] }>; externalServices: Array<z.output<typeof ExternalServiceSchema>> }, ctx: z.RefinementCtx): void {
+  const names = new Set(out.services.map((s) => s.name));
+  const hosts = new Set(out.services.flatMap((s) => s.hosts.map((h) => h.toLowerCase())));
+  out.externalServices.forEach((ext, i) => {
+    const base = ['outbound', 'externalServices', i];
+    if (names.has(ext.name)) ctx.addIssue({ code: 'custom', path: [...base, 'name'], message: `the name "${ext.name}" is already an outbound service` });
+    names.add(ext.name);
+    ext.hosts.forEach((h, hi) => {
+      if (hosts.has(h)) ctx.addIssue({ code: 'custom', path: [...base, 'hosts', hi], message: `host "${h}" is already claimed by another outbound service` });
+      hosts.add(h);
+    });
+    if (ext.protocol === 'http' && ext.tls) ctx.addIssue({ code: 'custom', path: [...base, 'tls'], message: 'tls applies to protocol https only (plain http has no certificate to verify)' });
+    const r = ext.retries;
+    if (r && ext.timeoutMs > 0 && r.perTryTimeoutMs > ext.timeoutMs) {
+      ctx.addIssue({ code: 'custom', path: [...base, 'retries', 'perTryTimeoutMs'], message: `per-try timeout ${r.perTryTimeoutMs} ms exceeds the timeout ${ext.timeoutMs} ms` });
+    }
+  });
+}
 
 /** Cross-field rules of the gateway section. */
 function checkGateway(cfg: { listeners: { outboundPort: number; inboundPort: number; adminPort: number }; outbound: { services: Array<{ name: string }> } }, gw: z.output<typeof GatewaySchema>, ctx: z.RefinementCtx): void {
@@ -457,6 +531,8 @@ export type OutboundService = SidecarConfig['outbound']['services'][number];
 export type Route = OutboundService['routes'][number];
 /** A subset, validated. */
 export type Subset = OutboundService['subsets'][number];
+/** An external service, validated. */
+export type ExternalServiceConfig = SidecarConfig['outbound']['externalServices'][number];
 /** A retry policy, validated. */
 export type RetryPolicyConfig = NonNullable<Route['retries']>;
 /** The listeners section, validated. */

@@ -5,7 +5,8 @@
  * reloads when its definition is unchanged, so pooled connections and ejection state survive.
  */
 import { lookup } from 'node:dns/promises';
-import type { OutboundService, Subset } from '../config';
+import type { ExternalServiceConfig, OutboundService, Subset } from '../config';
+import { externalConnector } from './external';
 import { Http1Pool } from './http1/pool';
 import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
@@ -91,7 +92,12 @@ export class SubsetCluster {
     const svc = this.service.config;
     const pool = svc.connectionPool;
     const http1 = svc.protocol === 'http';
-    const connect = mtlsConnector({
+    const external = this.service.external;
+    // An external service: plain TCP or TLS origination to the real host, no mesh identity.
+    const connect = external ? externalConnector(external, {
+      onOpen: (dir) => this.deps.observer.tcpConnectionOpened(dir, 'none'),
+      onClose: (dir) => this.deps.observer.tcpConnectionClosed(dir, 'none'),
+    }) : mtlsConnector({
       secureContext: () => this.deps.identity.current.clientContext,
       expectedIdentity: this.subset.identity,
       connectTimeoutMs: pool.connectTimeoutMs,
@@ -110,7 +116,7 @@ export class SubsetCluster {
         idleTimeoutMs: pool.idleTimeoutMs,
       }));
     }
-    return new Endpoint(address, port, (e) => fromUndici(new (loadUndici().Pool)(`https://${e.key}`, {
+    return new Endpoint(address, port, (e) => fromUndici(new (loadUndici().Pool)(`${external?.protocol === 'http' ? 'http' : 'https'}://${e.key}`, {
       connections: pool.maxConnections,
       pipelining: 1,
       // undici closes a connection after maxRequestsPerClient + 1 requests; 1 is handled per request (reset).
@@ -301,7 +307,11 @@ export class ServiceCluster {
   public active = 0;
   private readonly waiting: Array<() => void> = [];
 
-  constructor(public readonly config: OutboundService, deps: ClusterDeps) {
+  /**
+   * @param external set for an ExternalService (its config seen as an outbound service):
+   *   endpoints are connected without mesh identity.
+   */
+  constructor(public readonly config: OutboundService, deps: ClusterDeps, public readonly external?: ExternalServiceConfig) {
     for (const s of config.subsets) this.subsets.set(s.name, new SubsetCluster(this, s, deps));
   }
 

@@ -18,6 +18,7 @@ import type { Endpoint, ServiceCluster, SubsetCluster } from './cluster';
 import { bufferBody, forwardableHeaders, forwardableRequestHeaders, hasNoBody, LOOP_HEADER, methodRefusal, pathWithoutQuery, sendError, setsB3, streamBodyToClient } from './http-util';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { backoffMs, methodRetriable, TryOutcome } from './retry';
+import { unknownHostRefusal } from './external';
 import { applyRewrite, CompiledRoute, hostWithoutPort, selectRoute } from './routing';
 import type { ProxyState, ServiceEntry } from './state';
 import { isConnectFailure } from './upstream-connector';
@@ -193,8 +194,9 @@ export class OutboundProxy {
       authority: target.authority,
       path: target.path,
       headers: req.headers,
-      destinationService: entry?.config.name,
-      connectionSecurity: entry ? 'mutual_tls' : 'none',
+      // An external service is labelled by its host (as Istio labels a ServiceEntry).
+      destinationService: entry?.external ? host : entry?.config.name,
+      connectionSecurity: entry && !entry.external ? 'mutual_tls' : 'none',
     });
     const badMethod = methodRefusal(req);
     if (badMethod) {
@@ -208,7 +210,7 @@ export class OutboundProxy {
     }
     if (!entry) {
       if (!state.config.outbound.passthrough) {
-        respond(res, obs, 502, `no route to host "${host}": it is not a mesh service and outbound.passthrough is off`, ['NR']);
+        respond(res, obs, 502, unknownHostRefusal(host), ['NR']);
         return;
       }
       const self = selfTarget(target.authority, state);
@@ -248,8 +250,9 @@ export class OutboundProxy {
       return;
     }
 
-    // The app's x-typemesh-source never leaves: only the observer states who we are.
-    const headers = outboundForwardHeaders(req, obs, false);
+    // The app's x-typemesh-source never leaves: only the observer states who we are. A host
+    // outside the mesh gets the hop marker, as a passthrough host does (it may route back here).
+    const headers = outboundForwardHeaders(req, obs, entry.external !== undefined);
     if (route.requestHeaders) applyRewrite(headers, route.requestHeaders);
     if (!headers.host) headers.host = target.authority;
 

@@ -3,9 +3,10 @@
  * A reload builds a new snapshot and swaps one reference, so a request sees one config from
  * start to end, and the swap is atomic for the next request.
  */
-import type { OutboundService, SidecarConfig } from '../config';
+import type { ExternalServiceConfig, OutboundService, SidecarConfig } from '../config';
 import { Authorizer } from './authz/authorizer';
 import { ClusterDeps, clusterKey, ServiceCluster } from './cluster';
+import { externalAsOutboundService } from './external';
 import { plainConnector } from './http1/connectors';
 import { nativeHttpParser } from './http1/llhttp';
 import { Http1Pool } from './http1/pool';
@@ -21,6 +22,8 @@ export interface ServiceEntry {
   readonly routes: readonly CompiledRoute[];
   /** Compiled retryOn per route name. */
   readonly retryOn: ReadonlyMap<string, CompiledRetryOn>;
+  /** Set for a service outside the mesh (an ExternalService). */
+  readonly external?: ExternalServiceConfig;
 }
 
 /** One config generation. */
@@ -71,23 +74,28 @@ export function buildState(config: SidecarConfig, deps: ClusterDeps, previous?: 
   // Compiled first: it throws on rules it cannot compile, before any cluster is created.
   const authorizer = new Authorizer(config.inbound.authorization.rules, { foldForDenyRules: config.inbound.pathNormalization.foldForDenyRules ?? true });
   const oldByKey = new Map<string, ServiceCluster>();
-  for (const c of previous?.clusters.values() ?? []) oldByKey.set(clusterKey(c.config), c);
+  for (const c of previous?.clusters.values() ?? []) oldByKey.set(c.external ? `external:${JSON.stringify(c.external)}` : clusterKey(c.config), c);
   const hosts = new Map<string, ServiceEntry>();
   const clusters = new Map<string, ServiceCluster>();
   const kept = new Set<ServiceCluster>();
-  for (const svc of config.outbound.services) {
-    const key = clusterKey(svc);
+  const all: Array<{ svc: OutboundService; external?: ExternalServiceConfig }> = [
+    ...config.outbound.services.map((svc) => ({ svc })),
+    ...config.outbound.externalServices.map((ext) => ({ svc: externalAsOutboundService(ext, config.workload.namespace), external: ext })),
+  ];
+  for (const { svc, external } of all) {
+    // An external cluster's key also holds how it connects (protocol, TLS, CA file).
+    const key = external ? `external:${JSON.stringify(external)}` : clusterKey(svc);
     let cluster = oldByKey.get(key);
     if (cluster && !kept.has(cluster)) {
       kept.add(cluster);
       // The cluster's config object is identical in content; keep the old object.
     } else {
-      cluster = new ServiceCluster(svc, deps);
+      cluster = new ServiceCluster(svc, deps, external);
     }
     const routes = svc.routes.map(compileRoute);
     const retryOn = new Map<string, CompiledRetryOn>();
     for (const r of routes) if (r.retries) retryOn.set(r.name, compileRetryOn(r.retries));
-    const entry: ServiceEntry = { config: svc, cluster, routes, retryOn };
+    const entry: ServiceEntry = { config: svc, cluster, routes, retryOn, external };
     clusters.set(svc.name, cluster);
     for (const h of svc.hosts) hosts.set(hostWithoutPort(h), entry);
   }

@@ -15,6 +15,7 @@ import type { ProxyObserver, RequestObservation } from './observer';
 import { loopRefusal, outboundForwardHeaders, requestTarget, selfTarget } from './outbound';
 import { hostWithoutPort, selectRoute } from './routing';
 import type { ProxyState } from './state';
+import { externalConnector, unknownHostRefusal } from './external';
 import { mtlsConnector } from './upstream-connector';
 import { forwardableHeaders, headerCountRefusal, INBOUND_MAX_HEADER_COUNT, MAX_HEADER_COUNT, pathWithoutQuery } from './http-util';
 import type { WorkloadIdentity } from './identity';
@@ -209,7 +210,7 @@ export function outboundUpgrade(deps: UpgradeDeps) {
     const method = req.method ?? 'GET';
     const host = hostWithoutPort(target.authority);
     const entry = state.hosts.get(host);
-    const obs = deps.observer.requestStarted({ direction: 'outbound', method, authority: target.authority, path: target.path, headers: req.headers, destinationService: entry?.config.name, connectionSecurity: entry ? 'mutual_tls' : 'none' });
+    const obs = deps.observer.requestStarted({ direction: 'outbound', method, authority: target.authority, path: target.path, headers: req.headers, destinationService: entry?.external ? host : entry?.config.name, connectionSecurity: entry && !entry.external ? 'mutual_tls' : 'none' });
     const end = (status: number, flags: string[]): void => obs.end({ status, requestBytes: 0, responseBytes: 0, retries: 0, flags });
     const refused = upgradeRefusal(req, MAX_HEADER_COUNT);
     if (refused) {
@@ -222,12 +223,12 @@ export function outboundUpgrade(deps: UpgradeDeps) {
       end(508, ['NR']);
       return reject(socket, 508, 'Loop Detected', loop);
     }
-    const headers = outboundForwardHeaders(req, obs, !entry);
+    const headers = outboundForwardHeaders(req, obs, !entry || entry.external !== undefined);
     const base = { socket, head, method, path: target.path, upgrade: upgradeTokens(req), obs };
     if (!entry) {
       if (!state.config.outbound.passthrough) {
         end(502, ['NR']);
-        return reject(socket, 502, 'Bad Gateway', `no route to host "${host}": it is not a mesh service and outbound.passthrough is off`);
+        return reject(socket, 502, 'Bad Gateway', unknownHostRefusal(host));
       }
       const self = selfTarget(target.authority, state);
       if (self) {
@@ -250,7 +251,10 @@ export function outboundUpgrade(deps: UpgradeDeps) {
       end(503, ['UH']);
       return reject(socket, 503, 'Service Unavailable', 'no healthy upstream');
     }
-    const connect = mtlsConnector({
+    const connect = entry.external ? externalConnector(entry.external, {
+      onOpen: (d) => deps.observer.tcpConnectionOpened(d, 'none'),
+      onClose: (d) => deps.observer.tcpConnectionClosed(d, 'none'),
+    }) : mtlsConnector({
       secureContext: () => deps.identity.current.clientContext,
       expectedIdentity: subset.subset.identity,
       connectTimeoutMs: entry.config.connectionPool.connectTimeoutMs,

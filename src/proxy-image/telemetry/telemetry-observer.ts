@@ -15,6 +15,16 @@ import type { SidecarConfig } from '../../config/schema';
 import type { Direction, ProxyObserver, RequestInfo, RequestObservation, RequestOutcome } from '../observer';
 import { AccessLog, AccessLogDestination } from './access-log';
 import { formatSourceHeader, grpcStatusLabel, nameLabel, namespaceOfPrincipal, parseSourceHeader, principalLabel, responseCodeLabel, responseFlagsLabel, SOURCE_HEADER, SourceWorkload, UNKNOWN } from './labels';
+import { EXTERNAL_HOST } from '../../config/schema';
+
+/**
+ * A destination_service label: a mesh service's name, or an external service's declared host
+ * (a DNS name, as Istio labels a ServiceEntry), else 'unknown'. Only declared names reach it:
+ * a passthrough or refused host is never a label (the proxy passes no destinationService then).
+ */
+function serviceLabel(value: string | undefined): string {
+  return value !== undefined && EXTERNAL_HOST.test(value) ? value : UNKNOWN;
+}
 import { MeshMetrics, MeshMetricsOptions } from './metrics';
 import type { MeshTracing, MeshTracingOptions } from './tracing';
 import type * as TracingModule from './tracing';
@@ -150,9 +160,9 @@ export class TelemetryObserver implements ProxyObserver {
     }
     let source: SourceWorkload | undefined;
     if (info.direction === 'outbound') {
-      // Only to mesh services: a passthrough host outside the mesh has no business knowing
-      // our workload, namespace and version.
-      if (info.destinationService !== undefined) headers[SOURCE_HEADER] = this.sourceHeader;
+      // Only to mesh services: a passthrough or external host outside the mesh has no business
+      // knowing our workload, namespace and version.
+      if (info.destinationService !== undefined && info.connectionSecurity === 'mutual_tls') headers[SOURCE_HEADER] = this.sourceHeader;
     } else if (info.connectionSecurity === 'mutual_tls') {
       source = parseSourceHeader(info.headers[SOURCE_HEADER], info.sourcePrincipal);
     }
@@ -266,10 +276,11 @@ class TelemetryObservation implements RequestObservation {
     const info = this.info;
     const tail = [info.connectionSecurity, responseCodeLabel(outcome.status), grpcStatusLabel(outcome.grpcStatus), responseFlagsLabel(outcome.flags)];
     if (info.direction === 'outbound') {
-      const service = nameLabel(info.destinationService);
+      // destination_workload is a mesh service's name; an external host is no workload ('unknown').
+      const workload = nameLabel(info.destinationService);
       return [
         'source', self.workload, self.namespace, self.principal, self.version,
-        service, nameLabel(namespaceOfPrincipal(outcome.destinationPrincipal)), principalLabel(outcome.destinationPrincipal), nameLabel(outcome.destinationSubset), service,
+        workload, nameLabel(namespaceOfPrincipal(outcome.destinationPrincipal)), principalLabel(outcome.destinationPrincipal), nameLabel(outcome.destinationSubset), serviceLabel(info.destinationService),
         ...tail,
       ];
     }
@@ -349,7 +360,7 @@ function requestIdOf(given: string | string[] | undefined): string {
 /** Low-cardinality span name: method and the service (never the raw path). */
 function spanName(info: RequestInfo, workload: string): string {
   const method = KNOWN_METHODS.has(info.method) ? info.method : 'HTTP';
-  const target = info.direction === 'outbound' ? nameLabel(info.destinationService) : workload;
+  const target = info.direction === 'outbound' ? serviceLabel(info.destinationService) : workload;
   return `${method} ${target === UNKNOWN ? 'passthrough' : target}`;
 }
 
