@@ -103,3 +103,47 @@ describeSecurity('authorization path tricks over mTLS from the allowed peer', ()
     await fx.expectSidecarAlive();
   });
 });
+
+describeSecurity('authorization method tricks over mTLS from the allowed peer', () => {
+  let fx: PodFixture;
+  beforeAll(async () => {
+    fx = await PodFixture.start();
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  }, 30_000);
+
+  /** No DELETE, in any spelling, reached the app since mark. */
+  function deletesSince(mark: number): AppEvent[] {
+    return fx.target.requestsSince(mark).filter((e) => e.method?.toUpperCase() === 'DELETE');
+  }
+
+  test('controls: order may PUT on /orders/1 (HTTP/1.1 and HTTP/2), and DELETE is denied (403)', async () => {
+    const put = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('PUT', '/orders/1', { host: 'payment', connection: 'close' }, '{}'), { tls: fx.peerIdentity() });
+    expect(statuses(put.data)).toEqual([200]);
+    const put2 = await fx.peerRogue.h2({ host: fx.target.ip, port: PORTS.inbound, tls: fx.peerIdentity(), headers: { ':method': 'PUT', ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
+    expect(put2.status).toBe(200);
+    const mark = fx.target.events.length;
+    const del = await fx.peerRogue.h2({ host: fx.target.ip, port: PORTS.inbound, tls: fx.peerIdentity(), headers: { ':method': 'DELETE', ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
+    expect(del.status).toBe(403);
+    expect(deletesSince(mark)).toEqual([]);
+  });
+
+  test.each(['delete', 'Delete', 'DELETE ', ' DELETE', 'DEL\tETE'])('HTTP/2 :method %j is refused and no DELETE reaches the app', async (method) => {
+    const mark = fx.target.events.length;
+    const r = await fx.peerRogue.h2({ host: fx.target.ip, port: PORTS.inbound, tls: fx.peerIdentity(), headers: { ':method': method, ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
+    // Refused with a status, or the stream/session reset: never served.
+    if (r.status !== undefined) expect(r.status).toBeGreaterThanOrEqual(400);
+    else expect(r.error).toBeDefined();
+    await fx.normalCall();
+    expect(deletesSince(mark)).toEqual([]);
+  });
+
+  test.each(['delete', 'Delete'])('HTTP/1.1 method %s is refused and no DELETE reaches the app', async (method) => {
+    const mark = fx.target.events.length;
+    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest(method, '/orders/1', { host: 'payment', connection: 'close' }), { tls: fx.peerIdentity() });
+    expect(statuses(r.data).filter((c) => c < 400)).toEqual([]);
+    await fx.normalCall();
+    expect(deletesSince(mark)).toEqual([]);
+  });
+});

@@ -8,6 +8,7 @@
  * Bundled by esbuild at fixture start-up (no imports beyond Node's own modules).
  */
 import { readFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as readline from 'node:readline';
 import * as tls from 'node:tls';
@@ -56,10 +57,51 @@ export interface ExchangeResult {
   readonly elapsedMs: number;
 }
 
-interface Command {
-  readonly id: number;
-  readonly op: 'exchange';
-  readonly args: ExchangeRequest;
+/** An `h2` request: one HTTP/2 request over TLS (ALPN h2) with the pseudo-headers as given. */
+export interface H2Request {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: AgentTls;
+  /** Every header, pseudo-headers (:method, :path, :authority, :scheme) included, sent as is. */
+  readonly headers: Record<string, string>;
+  readonly timeoutMs: number;
+}
+
+/** What an h2 request got: the :status, or the error that ended the stream or session. */
+export interface H2Result {
+  readonly status?: number;
+  readonly body: string;
+  readonly error?: string;
+}
+
+type Command = { readonly id: number; readonly op: 'exchange'; readonly args: ExchangeRequest } | { readonly id: number; readonly op: 'h2'; readonly args: H2Request };
+
+function h2(req: H2Request): Promise<H2Result> {
+  return new Promise((resolve) => {
+    let status: number | undefined;
+    let body = '';
+    let done = false;
+    const session = http2.connect(`https://${req.host.includes(':') ? `[${req.host}]` : req.host}:${req.port}`, {
+      cert: req.tls.certFile ? readFileSync(req.tls.certFile) : undefined,
+      key: req.tls.keyFile ? readFileSync(req.tls.keyFile) : undefined,
+      ca: req.tls.caFile ? readFileSync(req.tls.caFile) : undefined,
+      checkServerIdentity: () => undefined,
+    });
+    const finish = (error?: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      session.destroy();
+      resolve({ status, body, error });
+    };
+    const timer = setTimeout(() => finish('timeout'), req.timeoutMs);
+    session.on('error', (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
+    const stream = session.request(req.headers, { endStream: true });
+    stream.on('response', (headers) => (status = Number(headers[':status'])));
+    stream.on('data', (d: Buffer) => (body += d.toString('latin1')));
+    stream.on('end', () => finish());
+    stream.on('error', (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
+  });
 }
 
 function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
@@ -132,7 +174,7 @@ function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
 const rl = readline.createInterface({ input: process.stdin });
 rl.on('line', (line) => {
   const cmd = JSON.parse(line) as Command;
-  exchange(cmd.args).then(
+  (cmd.op === 'h2' ? h2(cmd.args) : exchange(cmd.args)).then(
     (result) => process.stdout.write(JSON.stringify({ id: cmd.id, result }) + '\n'),
     (e: Error) => process.stdout.write(JSON.stringify({ id: cmd.id, error: e.message }) + '\n'),
   );

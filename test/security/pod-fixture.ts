@@ -17,9 +17,11 @@
  * its sidecar) and `peerRogue` (uid 1337 in the peer pod holding the peer's key: the
  * strongest "another pod" attacker, one that took over a whole pod with its identity).
  *
- * payment's policy (targetConfig): DENY /admin and /admin/* for everyone; ALLOW order to POST
- * /process; ALLOW order to GET everything else (so the DENY rule, not the default, is what a
- * disguised /admin must meet); ALLOW anyone, plaintext included, to GET /public.
+ * payment's policy (targetConfig): DENY /admin and /admin/* for everyone; DENY DELETE for
+ * everyone; ALLOW order to POST /process; ALLOW order to GET everything else (so the DENY
+ * rule, not the default, is what a disguised /admin must meet); ALLOW order any method on
+ * /orders/* (so only the DENY stops a disguised DELETE there); ALLOW anyone, plaintext
+ * included, to GET /public.
  *
  * Every address lives only on the hub's bridge (10.251.x.0/24 and fd00:251:x::/64); the
  * hub has no link to the host, so no packet can leave these namespaces. The jest process
@@ -35,7 +37,7 @@ import * as readline from 'node:readline';
 import { buildSync } from 'esbuild';
 import { parseSidecarConfig, SidecarConfigInput } from '../../src/config';
 import { generateInterceptionScript, interceptionArgsFor, parseInterceptionArgs } from '../../src/proxy-image/interception';
-import type { AgentChunk, AgentTls, ExchangeRequest, ExchangeResult } from './netns-agent';
+import type { AgentChunk, AgentTls, ExchangeRequest, ExchangeResult, H2Request, H2Result } from './netns-agent';
 import { LeafFiles, SecurityCa } from './pki';
 
 export const ROOT = path.resolve(__dirname, '../..');
@@ -219,10 +221,19 @@ export class Agent {
 
   /** Connects from this agent's namespace and uid, sends, and reports what came back. */
   public exchange(req: ExchangeRequest): Promise<ExchangeResult> {
+    return this.command('exchange', req) as Promise<ExchangeResult>;
+  }
+
+  /** One HTTP/2 request over TLS, headers sent as given (a lower-case :method included). */
+  public h2(req: H2Request): Promise<H2Result> {
+    return this.command('h2', req) as Promise<H2Result>;
+  }
+
+  private command(op: string, args: unknown): Promise<unknown> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.proc.child.stdin!.write(JSON.stringify({ id, op: 'exchange', args: req }) + '\n');
+      this.pending.set(id, { resolve, reject });
+      this.proc.child.stdin!.write(JSON.stringify({ id, op, args }) + '\n');
     });
   }
 
@@ -417,6 +428,9 @@ export class PodFixture {
       service: 'order', identity: PEER_ID, address: this.peer.ip,
     }, [
       { name: 'deny-admin', action: 'DENY', paths: ['/admin', '/admin/*'] },
+      // No one deletes; order may otherwise do anything on its orders (so only the DENY stops a DELETE there).
+      { name: 'deny-delete', action: 'DENY', methods: ['DELETE'] },
+      { name: 'order-owns-orders', action: 'ALLOW', principals: [PEER_ID], paths: ['/orders/*'] },
       { name: 'order-may-process', action: 'ALLOW', principals: [PEER_ID], methods: ['POST'], paths: ['/process'] },
       // Without an ALLOW that covers /admin for someone, the DENY rule could never be the
       // reason a trick fails: order may read (GET) everything the DENY rule leaves.
