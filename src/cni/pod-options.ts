@@ -13,11 +13,12 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { INTERCEPTION_ARGS_ANNOTATION } from '../config/pod-contract';
 import { InterceptionCommand, InterceptionOptionsError, parseInterceptionArgs, resolveInterceptionOptions } from '../proxy-image/interception';
 import { CniEnvironment, CniError, CniErrorCode, CniNetworkConfig } from './cni-protocol';
 
 /** The pod annotation holding typemesh-init's flags, e.g. `--app-ports 8080 --outbound-ports 80`. */
-export const INTERCEPTION_ARGS_ANNOTATION = 'typemesh.io/interception-args';
+export { INTERCEPTION_ARGS_ANNOTATION };
 
 /** The CNI capability under which containerd passes the pod's annotations. */
 export const POD_ANNOTATIONS_CAPABILITY = 'io.kubernetes.cri.pod-annotations';

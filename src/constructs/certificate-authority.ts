@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { ApiObject, Duration } from 'cdk8s';
 import { IConstruct } from 'constructs';
+import { SIDECAR_TRUST_DIR } from '../config/pod-contract';
 import { checkDnsLabel, fail } from './errors';
 
 /** Options of the self-signed mesh CA that the constructs bootstrap with cert-manager. */
@@ -65,7 +66,7 @@ export class CertificateAuthority {
 }
 
 /** Where the sidecar mounts the trust bundle ConfigMap (a directory mount, so updates reach the pod). */
-export const SIDECAR_TRUST_DIR = '/etc/typemesh/trust';
+export { SIDECAR_TRUST_DIR };
 /** The pod volume of the trust bundle. */
 export const TRUST_BUNDLE_VOLUME = 'typemesh-trust';
 /** The Secret of the CA that {@link CertificateAuthority.selfSigned} bootstraps (cert-manager writes tls.crt, tls.key, ca.crt). */

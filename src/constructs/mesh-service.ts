@@ -7,7 +7,7 @@ import {
   SIDECAR_CONFIG_API_VERSION, SIDECAR_CONFIG_KIND, SidecarConfig, SidecarConfigInput,
 } from '../config/schema';
 import { parseSidecarConfig } from '../config/validate';
-import { interceptionArgsFor } from '../proxy-image/interception/args';
+import { interceptionArgsFor } from '../config/pod-contract';
 import type { z } from 'zod';
 import type { OutboundServiceSchema } from '../config/schema';
 import { checkDnsLabel, checkInteger, checkPercentage, fail, MeshValidationError } from './errors';

@@ -6,7 +6,7 @@ import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
 import { DEFAULT_SIDECAR_RESOURCES, InterceptionMode, PodSecurityLevel, podSecurityLevelOf, SIDECAR_CERTS_DIR, SidecarMode } from './sidecar-injection';
-import { resolveInterceptionOptions } from '../proxy-image/interception/options';
+import { resolveInterceptionOptions } from '../config/interception-options';
 import { ResolvedTelemetry, resolveMeshTelemetry, TelemetryOptions } from './telemetry';
 import { durationMs, goDuration, MtlsMode } from './values';
 

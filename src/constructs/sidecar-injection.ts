@@ -15,21 +15,24 @@
  *   typemesh-cni plugin (src/cni) reads. Explicit interception: no typemesh-init, no rules.
  */
 import { Lazy } from 'cdk8s';
-import { INTERCEPTION_ARGS_ANNOTATION } from '../cni/pod-options';
+import {
+  APP_CONTAINER, INIT_CONTAINER, INTERCEPTION_ARGS_ANNOTATION, PROXY_ADMIN_PORT, PROXY_INBOUND_PORT, PROXY_OUTBOUND_PORT,
+  PROXY_UID, RESERVED_PORT_MAX, RESERVED_PORT_MIN, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_CONTAINER,
+} from '../config/pod-contract';
 import type { ContainerResources } from './mesh';
 
-/** Ports and identities of the sidecar, in the style of Istio's. */
+/** Ports of the sidecar, in the style of Istio's (the pod contract's, src/config/pod-contract.ts). */
 export const SidecarPorts = {
   /** Outbound listener (loopback only): the app's intercepted outbound traffic. */
-  OUTBOUND: 15001,
+  OUTBOUND: PROXY_OUTBOUND_PORT,
   /** Inbound listener: mTLS from other sidecars; intercepted inbound traffic. */
-  INBOUND: 15006,
+  INBOUND: PROXY_INBOUND_PORT,
   /** Admin: /metrics, /healthz/ready, /app-health/... (the declared app probes); config dump and clusters on loopback only. */
-  ADMIN: 15020,
+  ADMIN: PROXY_ADMIN_PORT,
   /** Lowest port reserved for the sidecar; apps may not use 15000-15090. */
-  RESERVED_MIN: 15000,
+  RESERVED_MIN: RESERVED_PORT_MIN,
   /** Highest port reserved for the sidecar. */
-  RESERVED_MAX: 15090,
+  RESERVED_MAX: RESERVED_PORT_MAX,
 } as const;
 
 /**
@@ -39,20 +42,10 @@ export const SidecarPorts = {
 export const SIDECAR_ADMIN_PORT_NAME = 'mesh-admin';
 
 /** The sidecar runs as this uid; the interception rules exclude its traffic. */
-export const SIDECAR_UID = 1337;
+export const SIDECAR_UID = PROXY_UID;
 
-/** Where the sidecar finds its config (the ConfigMap is mounted here). */
-export const SIDECAR_CONFIG_DIR = '/etc/typemesh/config';
-/** Where the sidecar finds its certificate (the cert-manager Secret is mounted here). */
-export const SIDECAR_CERTS_DIR = '/etc/typemesh/certs';
-/** The key of the sidecar config in its ConfigMap. */
-export const SIDECAR_CONFIG_KEY = 'sidecar.yaml';
-/** The name of the app container (it appears in the probe paths). */
-export const APP_CONTAINER = 'app';
-/** The name of the sidecar container. */
-export const SIDECAR_CONTAINER = 'typemesh-proxy';
-/** The name of the interception init container. */
-export const INIT_CONTAINER = 'typemesh-init';
+// The names and paths every side of the pod agrees on (re-exported for the constructs' users).
+export { APP_CONTAINER, INIT_CONTAINER, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_CONTAINER };
 
 /** How the sidecar is placed in the pod. */
 export enum SidecarMode {
@@ -313,7 +306,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
   const sidecar = {
     name: SIDECAR_CONTAINER,
     image: w.sidecarImage,
-    command: ['typemesh-proxy'],
+    command: [SIDECAR_CONTAINER],
     args: ['--config', `${SIDECAR_CONFIG_DIR}/${SIDECAR_CONFIG_KEY}`],
     // A native sidecar: the kubelet starts the next container once its startup probe passes,
     // restarts it whenever it exits, and stops it after the app containers.
@@ -327,7 +320,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     ],
     ...proxyProbes(),
     // Legacy: the kubelet runs the next container (the app) only after this hook returns.
-    ...(native ? {} : { lifecycle: { postStart: { exec: { command: ['typemesh-proxy', '--wait-ready'] } } } }),
+    ...(native ? {} : { lifecycle: { postStart: { exec: { command: [SIDECAR_CONTAINER, '--wait-ready'] } } } }),
     resources: k8sResources(w.sidecarResources),
     securityContext: proxySecurityContext(),
     volumeMounts: [
@@ -341,7 +334,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
   const init = {
     name: INIT_CONTAINER,
     image: w.sidecarImage,
-    command: ['typemesh-init'],
+    command: [INIT_CONTAINER],
     args: Lazy.any({ produce: initArgs }),
     resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
     // The only container with network privileges: it writes the iptables rules and exits.

@@ -14,11 +14,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { PROXY_UID } from '../config/pod-contract';
 
 /** The placeholder "ClusterIP" every mesh service name resolves to inside a namespace. */
 export const PLACEHOLDER_CLUSTER_IP = '10.96.0.10';
-/** The uid of the proxy: the interception rules never capture its traffic. */
-export const PROXY_UID = 1337;
+/** The uid of the proxy: the interception rules never capture its traffic (the pod contract's). */
+export { PROXY_UID };
 
 /** True when `ip netns` works here (root with iproute2). */
 export function netnsAvailable(): boolean {

@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseSidecarConfigText, SidecarConfig, SidecarConfigError } from '../config';
+import { WAIT_READY_URL } from '../config/pod-contract';
 import { errorMessage, log } from './log';
 import { createObserver } from './observer-factory';
 import { Sidecar } from './sidecar';
@@ -62,8 +63,6 @@ function parseArgs(argv: readonly string[]): Args {
 
 class UsageError extends Error {}
 
-/** The pod layout's admin port (src/constructs/sidecar-injection.ts SidecarPorts.ADMIN). */
-const WAIT_READY_URL = 'http://127.0.0.1:15020/healthz/ready';
 const WAIT_READY_TRIES = 600;
 const WAIT_READY_INTERVAL_MS = 200;
 

@@ -4,8 +4,7 @@
  * the two cannot disagree on flag names.
  */
 import { parseArgs } from 'node:util';
-import type { SidecarConfig } from '../../config/schema';
-import { DEFAULT_PROXY_UID, InterceptionOptions, InterceptionOptionsError } from './options';
+import { InterceptionOptions, InterceptionOptionsError } from './options';
 
 /** What the command line asks for. */
 export interface InterceptionCommand {
@@ -99,38 +98,5 @@ function number(flag: string, value: string | undefined): number | undefined {
   return Number(value);
 }
 
-/**
- * typemesh-init's arguments for a workload, for the init container of its pod: every inbound
- * port is captured (its app ports are passed for validation); outbound, the ports of the mesh services it calls (each
- * service port and each subset's discovery port) are captured. A workload that calls no
- * mesh service gets --no-outbound-capture: capturing all its TCP would send non-mesh
- * traffic (a database, say) to the HTTP proxy.
- */
-export function interceptionArgsFor(config: SidecarConfig): string[] {
-  const appPorts = sortedUnique(config.workload.appPorts.map((p) => p.port));
-  const outboundPorts = new Set<number>();
-  for (const svc of config.outbound.services) {
-    outboundPorts.add(svc.port);
-    for (const subset of svc.subsets) {
-      if (subset.discovery.type === 'dns') outboundPorts.add(subset.discovery.port);
-      else for (const e of subset.discovery.endpoints) outboundPorts.add(e.port);
-    }
-  }
-  const { outboundPort, inboundPort, adminPort } = config.listeners;
-  // A mesh port that is one of the proxy's own listener ports is already reached directly.
-  for (const p of [outboundPort, inboundPort, adminPort]) outboundPorts.delete(p);
-  const args = [
-    '--proxy-uid', String(DEFAULT_PROXY_UID),
-    '--outbound-port', String(outboundPort),
-    '--inbound-port', String(inboundPort),
-    '--admin-port', String(adminPort),
-    '--app-ports', appPorts.join(','),
-  ];
-  if (config.outbound.services.length === 0 || outboundPorts.size === 0) args.push('--no-outbound-capture');
-  else args.push('--outbound-ports', sortedUnique([...outboundPorts]).join(','));
-  return args;
-}
-
-function sortedUnique(ports: readonly number[]): number[] {
-  return [...new Set(ports)].sort((a, b) => a - b);
-}
+/** Derived from a sidecar config: it lives with the rest of the pod contract. */
+export { interceptionArgsFor } from '../../config/pod-contract';
