@@ -49,6 +49,10 @@ export function subsetVersion(subset: Subset): string {
 export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOptions): SidecarConfig {
   return {
     ...config,
+    // No drain window locally: the runner takes an instance out of its callers' endpoints
+    // (configs rewritten and reloaded) before stopping it, which is what the window gives
+    // peers in a cluster while endpoint updates propagate.
+    drainDurationMs: 0,
     listeners: { ...config.listeners, bindAddress: options.bindAddress },
     tls: { certFile: options.tls.certFile, keyFile: options.tls.keyFile, caFile: options.tls.caFile },
     inbound: { ...config.inbound, app: { ...config.inbound.app, address: options.appAddress } },

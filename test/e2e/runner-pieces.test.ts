@@ -14,6 +14,8 @@ test('the shop chart yields one workload per version with replicas and the app e
   const workloads = workloadsFromChart(plan.chart());
   expect(workloads.map((w) => `${w.key} x${w.replicas}`)).toEqual([
     'inventory-service/v1 x2', 'inventory-service/v2 x1', 'order-service/v1 x2', 'payment-service/v1 x2', 'payment-service/v2 x1',
+    // The shop's MeshGateway: a proxy-only workload, the way in from outside.
+    'shop-gateway/gateway x2',
   ]);
   const order = workloads.find((w) => w.key === 'order-service/v1')!;
   expect(order.appEnv).toMatchObject({ VERSION: 'v1', PAYMENT_URL: 'http://payment-service' });
