@@ -36,7 +36,10 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { buildSync } from 'esbuild';
 import { parseSidecarConfig, SidecarConfigInput } from '../../src/config';
-import { generateInterceptionScript, interceptionArgsFor, parseInterceptionArgs } from '../../src/proxy-image/interception';
+// The init container's arguments come from the same function the constructs use (pod-contract),
+// and typemesh-init turns them into the script exactly as below.
+import { interceptionArgsFor } from '../../src/config/pod-contract';
+import { generateInterceptionScript, parseInterceptionArgs } from '../../src/proxy-image/interception';
 import type { AgentChunk, AgentTls, ExchangeRequest, ExchangeResult, H2Request, H2Result } from './netns-agent';
 import { LeafFiles, SecurityCa } from './pki';
 
