@@ -20,6 +20,7 @@ export type {
 export * from './source';
 export * from './mesh-service';
 export * from './mesh-gateway';
+export * from './external-service';
 export * from './traffic-split';
 export * from './timeout';
 export * from './retry-policy';

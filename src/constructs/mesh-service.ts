@@ -668,7 +668,7 @@ export class MeshService extends Construct {
         probes: (this.probesByVersion.get(version) ?? []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
-      outbound: { services: this.destinations.map((d) => d.outboundService()), passthrough: true },
+      outbound: { services: this.destinations.map((d) => d.outboundService()), ...this.mesh._egressConfig() },
       telemetry: {
         metrics: { enabled: t.metricsEnabled },
         tracing: t.tracing

@@ -2,6 +2,7 @@ import { ApiObject, Duration } from 'cdk8s';
 import { Construct, IConstruct } from 'constructs';
 import { CertificateAuthority, MESH_CA_SECRET, resolveSidecarTrust, SidecarTrust, TrustBundle } from './certificate-authority';
 import type { MeshService } from './mesh-service';
+import { EgressMode, type ExternalService } from './external-service';
 import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
@@ -105,6 +106,15 @@ export interface MeshProps {
    */
   readonly telemetry?: TelemetryOptions;
   /**
+   * What the sidecars do with a request for a host that is neither a mesh service nor an
+   * {@link ExternalService}: refuse it (502, flag NR) or pass it through to its own address.
+   * Allow-list by default, as mTLS is strict by default: a workload reaches only what the chart
+   * declares. Choose PASSTHROUGH (Istio's default, ALLOW_ANY) while adopting the mesh for apps
+   * whose outside calls are not declared yet.
+   * @default EgressMode.ALLOW_LIST
+   */
+  readonly egress?: EgressMode;
+  /**
    * Who signs the workload certificates.
    * @default CertificateAuthority.selfSigned()
    */
@@ -189,7 +199,11 @@ export class Mesh extends Construct {
   /** Workload certificate renewal margin, in milliseconds. */
   public readonly workloadCertificateRenewBeforeMs: number;
 
+  /** What the sidecars do with requests for undeclared hosts. */
+  public readonly egress: EgressMode;
+
   private defaultMtls: { mode: MtlsMode; setBy?: string };
+  private readonly externals = new Map<string, ExternalService>();
   private readonly registered = new Map<string, RegisteredService>();
 
   constructor(scope: Construct, id: string, props: MeshProps) {
@@ -232,6 +246,10 @@ export class Mesh extends Construct {
       fail({ construct: this, prop: 'excludeOutboundCidrs', value: props.excludeOutboundCidrs, problem: 'has no effect with InterceptionMode.EXPLICIT (no traffic is redirected)', fix: 'remove excludeOutboundCidrs, or use InterceptionMode.INIT_CONTAINER or CNI' });
     }
     this.defaultMtls = { mode: props.mtlsMode ?? MtlsMode.STRICT };
+    this.egress = props.egress ?? EgressMode.ALLOW_LIST;
+    if (!Object.values(EgressMode).includes(this.egress)) {
+      fail({ construct: this, prop: 'egress', value: this.egress, problem: `must be one of ${Object.values(EgressMode).join(', ')}`, fix: 'use EgressMode.ALLOW_LIST or EgressMode.PASSTHROUGH' });
+    }
     this.telemetry = props.telemetry ?? {};
     this._telemetry = resolveMeshTelemetry(this, this.telemetry);
     this.workloadCertificateDurationMs = durationMs(this, 'workloadCertificateDuration', props.workloadCertificateDuration ?? Duration.hours(24), 3_600_000);
@@ -309,6 +327,33 @@ export class Mesh extends Construct {
       fail({ construct: service, prop: 'name', value: service.serviceName, problem: `a service of this name already exists in the mesh (${existing.node.path})`, fix: 'give every MeshService of a mesh a different name' });
     }
     this.registered.set(service.serviceName, service);
+  }
+
+  /** The mesh's external services, in the order they were created. */
+  public get externalServices(): ExternalService[] {
+    return [...this.externals.values()];
+  }
+
+  /** @internal Called by ExternalService. */
+  public _registerExternal(ext: ExternalService): void {
+    const existing = this.externals.get(ext.serviceName);
+    if (existing) {
+      fail({ construct: ext, prop: 'name', value: ext.serviceName, problem: `an external service of this name already exists in the mesh (${existing.node.path})`, fix: 'give every ExternalService of a mesh a different name' });
+    }
+    const service = this.registered.get(ext.serviceName);
+    if (service) {
+      fail({ construct: ext, prop: 'name', value: ext.serviceName, problem: `a MeshService of this name exists in the mesh (${service.node.path})`, fix: 'give the ExternalService another name (props.name)' });
+    }
+    for (const other of this.externals.values()) {
+      const shared = ext.hosts.find((h) => other.hosts.includes(h));
+      if (shared) fail({ construct: ext, prop: 'hosts', value: shared, problem: `the host is already declared by ${other.node.path}`, fix: 'declare each external host once' });
+    }
+    this.externals.set(ext.serviceName, ext);
+  }
+
+  /** @internal The outbound section's egress part of every sidecar config of the mesh. */
+  public _egressConfig(): { externalServices: ReturnType<ExternalService['_config']>[]; passthrough: boolean } {
+    return { externalServices: this.externalServices.map((e) => e._config()), passthrough: this.egress === EgressMode.PASSTHROUGH };
   }
 
   /** @internal */
