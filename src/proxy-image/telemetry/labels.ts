@@ -21,11 +21,13 @@ const MAX_PRINCIPAL_LENGTH = 256;
 
 /**
  * Envoy response flags the proxy may report, plus TypeMesh's RBL (a retriable failure not
- * retried because the request body was over the retry buffer limit); anything else is dropped from the label.
+ * retried because the request body was over the retry buffer limit) and OL (shed on overload); anything else is dropped from the label.
  */
 const KNOWN_RESPONSE_FLAGS = new Set([
   'UO', 'UT', 'URX', 'UF', 'UH', 'UC', 'UR', 'LR', 'DC', 'DI', 'FI', 'NR', 'RL', 'RLSE', 'UAEX', 'RBAC', 'DPE', 'UPE', 'SI', 'IH', 'OM', 'DF', 'DO',
   'RBL',
+  // TypeMesh: shed by the listener's admission control (graceful overload, admission.ts).
+  'OL',
 ]);
 
 /** A workload, namespace or version label: a DNS-1123 label, or 'unknown'. */

@@ -1,0 +1,156 @@
+/**
+ * Graceful overload: admission control at the listeners, before any expensive work.
+ *
+ * A sidecar that queues without bound under CPU pressure turns a busy node into an outage
+ * (every caller waits seconds). Two cheap checks decide, when a request head has been parsed and
+ * before its body is read, its route chosen or an upstream touched, whether it is served:
+ *
+ * - **Requests in flight per listener** (`overload.maxActiveRequests`): beyond it the request is
+ *   shed. With a bounded number admitted, an admitted request waits behind at most that many, so
+ *   its latency stays bounded by (limit / throughput) instead of growing with the offered load.
+ *   The cluster's `maxPendingRequests` stays the per-cluster bound behind it.
+ * - **Event-loop lag** (`overload.maxEventLoopLagMs`): while the loop runs late by more than
+ *   this, every request that arrives already waited that long in a socket buffer, and admitting
+ *   it adds work to a loop that cannot keep up; new requests are shed until a tick is on time.
+ *
+ * A shed request gets 503 with `x-typemesh-overloaded: true` and the response flag OL (metrics
+ * and access log), the way Envoy's overload manager answers 503 with flag OM; the connection is
+ * kept (a new mTLS handshake would cost more than the request). Clients retry elsewhere.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Direction, ProxyObserver } from './observer';
+import { sendError } from './http-util';
+
+/** Requests in flight per listener when `overload.maxActiveRequests` is unset (Envoy's default max_requests). */
+export const DEFAULT_MAX_ACTIVE_REQUESTS = 1024;
+/** Event-loop lag beyond which requests are shed when `overload.maxEventLoopLagMs` is unset. */
+export const DEFAULT_MAX_EVENT_LOOP_LAG_MS = 500;
+/** The response flag of a shed request. */
+export const OVERLOAD_FLAG = 'OL';
+/** The response header that tells the client the sidecar shed its request. */
+export const OVERLOADED_HEADER = 'x-typemesh-overloaded';
+/** How often the lag detector's timer ticks; lag is how late a tick runs. */
+const LAG_TICK_MS = 50;
+
+/** The overload settings as they appear in the sidecar config (all optional). */
+export interface OverloadSettings {
+  readonly maxActiveRequests?: number;
+  readonly maxEventLoopLagMs?: number;
+}
+
+/** Why a request was shed. */
+export type ShedReason = 'active-requests' | 'event-loop-lag';
+
+/**
+ * Measures how late the event loop runs: a timer ticks every `tickMs`; the lag is how much later
+ * than scheduled the last tick ran, or, when a tick is overdue right now (the loop is still busy
+ * with what queued while it was blocked), how overdue it is. Reading it costs one clock read.
+ */
+export class EventLoopLagDetector {
+  private expected: number;
+  private lastLag = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  public constructor(private readonly tickMs = LAG_TICK_MS, private readonly now: () => number = () => performance.now()) {
+    this.expected = this.now() + tickMs;
+    this.timer = setInterval(() => this.tick(), tickMs);
+    // The detector never keeps the process alive.
+    this.timer.unref();
+  }
+
+  /** Milliseconds the loop runs late now. */
+  public lagMs(): number {
+    const overdue = this.now() - this.expected;
+    return overdue > this.lastLag ? overdue : this.lastLag;
+  }
+
+  /** Called by the timer (and by tests with a fake clock). */
+  public tick(): void {
+    const t = this.now();
+    this.lastLag = Math.max(0, t - this.expected);
+    this.expected = t + this.tickMs;
+  }
+
+  public stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** Per-listener admission: counts requests in flight and sheds beyond the limits. */
+export class Admission {
+  /** Requests in flight per listener name (one counter object per listener, found once at wrap time). */
+  private readonly active = new Map<string, { n: number }>();
+  private readonly lag = new EventLoopLagDetector();
+
+  public constructor(private readonly deps: { readonly settings: () => OverloadSettings | undefined; readonly observer: ProxyObserver }) {}
+
+  /** Requests in flight on a listener now. */
+  public activeRequests(listener: string): number {
+    return this.counter(listener).n;
+  }
+
+  /** Why a new request on the listener would be shed now, or undefined when it is admitted. */
+  public refusal(listener: string): ShedReason | undefined {
+    return this.refusalOf(this.counter(listener));
+  }
+
+  private refusalOf(active: { n: number }): ShedReason | undefined {
+    const s = this.deps.settings();
+    const max = s?.maxActiveRequests ?? DEFAULT_MAX_ACTIVE_REQUESTS;
+    if (max > 0 && active.n >= max) return 'active-requests';
+    const maxLag = s?.maxEventLoopLagMs ?? DEFAULT_MAX_EVENT_LOOP_LAG_MS;
+    if (maxLag > 0 && this.lag.lagMs() > maxLag) return 'event-loop-lag';
+    return undefined;
+  }
+
+  /**
+   * Wraps a listener's request handler (HTTP/1.1, or HTTP/2 through the compat API): a request
+   * is counted from its head until its response closes; a shed one is answered here and never
+   * reaches the handler.
+   */
+  public wrap<Req extends IncomingMessage, Res extends ServerResponse>(listener: string, direction: Direction, handler: (req: Req, res: Res) => void): (req: Req, res: Res) => void {
+    const active = this.counter(listener);
+    const release = (): void => {
+      active.n--;
+    };
+    return (req, res) => {
+      const why = this.refusalOf(active);
+      if (why !== undefined) {
+        this.shed(direction, why, req, res);
+        return;
+      }
+      active.n++;
+      res.once('close', release);
+      handler(req, res);
+    };
+  }
+
+  private counter(listener: string): { n: number } {
+    let c = this.active.get(listener);
+    if (!c) {
+      c = { n: 0 };
+      this.active.set(listener, c);
+    }
+    return c;
+  }
+
+  public stop(): void {
+    this.lag.stop();
+  }
+
+  private shed(direction: Direction, why: ShedReason, req: IncomingMessage, res: ServerResponse): void {
+    const obs = this.deps.observer.requestStarted({
+      direction,
+      method: req.method ?? '',
+      authority: String(req.headers.host ?? req.headers[':authority'] ?? ''),
+      path: req.url ?? '',
+      headers: req.headers,
+      connectionSecurity: direction === 'inbound' && (req.socket as { encrypted?: boolean }).encrypted ? 'mutual_tls' : 'none',
+    });
+    const body = why === 'active-requests'
+      ? 'overloaded: too many requests in flight on this listener, retry later'
+      : 'overloaded: the proxy is running late (event-loop lag), retry later';
+    sendError(res, 503, body, { [OVERLOADED_HEADER]: 'true', 'x-typemesh-overload-reason': why });
+    obs.end({ status: 503, requestBytes: 0, responseBytes: body.length + 1, retries: 0, flags: [OVERLOAD_FLAG] });
+  }
+}
