@@ -115,7 +115,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   await plan.prepare?.();
   const workloads = workloadsFromChart(plan.chart());
   const mesh = await LocalMesh.start({
-    workloads, processes: plan.processes, netns: values.netns ? 'all' : undefined,
+    workloads, processes: plan.processes, externalEndpoints: plan.externalEndpoints, netns: values.netns ? 'all' : undefined,
     log: (line) => process.stdout.write(`${line}\n`),
   });
   for (const i of mesh.instances) {

@@ -62,7 +62,7 @@ export async function runDemo(plan: LocalPlan, options: DemoOptions = {}): Promi
   await plan.prepare?.();
   const workloads = workloadsFromChart(plan.chart());
   say(`typemesh demo: starting ${workloads.map((w) => `${w.key}${w.replicas > 1 ? ` x${w.replicas}` : ''}`).join(', ')}`);
-  const mesh = await LocalMesh.start({ workloads, processes: plan.processes, netns: options.netns ? 'all' : undefined, log: (l) => say(`  ${l}`) });
+  const mesh = await LocalMesh.start({ workloads, processes: plan.processes, externalEndpoints: plan.externalEndpoints, netns: options.netns ? 'all' : undefined, log: (l) => say(`  ${l}`) });
   try {
     const entry = mesh.instancesOf(traffic.entryWorkload);
     if (entry.length === 0) throw new Error(`traffic.entryWorkload "${traffic.entryWorkload}" names no workload of the chart (have: ${workloads.map((w) => w.name).join(', ')})`);

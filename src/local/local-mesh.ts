@@ -14,7 +14,7 @@ import * as YAML from 'yaml';
 import type { SidecarConfig, Subset } from '../config';
 import { generateInterceptionScript, interceptionArgsFor, parseInterceptionArgs } from '../proxy-image/interception';
 import { LocalCertificateAuthority } from './certificate-authority';
-import { LocalEndpoint, localizeSidecarConfig, LocalTlsFiles, subsetVersion } from './local-sidecar-config';
+import { LocalEndpoint, LocalExternalEndpoint, localizeSidecarConfig, LocalTlsFiles, subsetVersion } from './local-sidecar-config';
 import { LoopbackAddressPool } from './loopback-addresses';
 import { ManagedProcess } from './managed-process';
 import { NetnsNetwork } from './netns-network';
@@ -57,6 +57,12 @@ export interface LocalMeshOptions {
    * @default silent
    */
   readonly log?: (line: string) => void;
+  /**
+   * Stand-ins of ExternalServices (by name): their sidecar entries point at these addresses
+   * instead of resolving the real hosts (see {@link LocalExternalEndpoint}).
+   * @default none: external services resolve their real hosts
+   */
+  readonly externalEndpoints?: Readonly<Record<string, LocalExternalEndpoint>>;
 }
 
 /** One running instance: an app process and its sidecar. */
@@ -347,6 +353,7 @@ export class LocalMesh {
         tls: inst.tls,
         gatewayTls: inst.gatewayTls,
         endpointsOf: (svc, ns, subset) => this.endpointsOf(svc, ns, subset),
+        externalEndpoints: this.options.externalEndpoints,
       });
       const text = YAML.stringify(config);
       if (inst.config !== inst.workload.config && YAML.stringify(inst.config) === text) continue;

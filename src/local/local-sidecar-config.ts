@@ -13,6 +13,21 @@ export interface LocalEndpoint {
   readonly port: number;
 }
 
+/**
+ * Where an ExternalService is reached on this machine (its real host cannot be, or should not
+ * be, called from a local run): a loopback server standing in for it, and the CA file that
+ * signed that server's certificate (in a cluster the CA comes from a mounted Secret or ConfigMap).
+ */
+export interface LocalExternalEndpoint {
+  readonly address: string;
+  readonly port: number;
+  /**
+   * The CA bundle (PEM file) that verifies the stand-in's certificate, for an HTTPS service.
+   * @default the service's own tls.caFile (or the system CAs)
+   */
+  readonly caFile?: string;
+}
+
 /** The certificate files of one instance. */
 export interface LocalTlsFiles {
   readonly certFile: string;
@@ -35,6 +50,12 @@ export interface LocalizeOptions {
    * @default the config's files (only a gateway with an https listener needs them)
    */
   readonly gatewayTls?: { readonly certFile: string; readonly keyFile: string };
+  /**
+   * Stand-ins of external services, by ExternalService name; a service without one keeps
+   * resolving its real host by DNS.
+   * @default none
+   */
+  readonly externalEndpoints?: Readonly<Record<string, LocalExternalEndpoint>>;
 }
 
 /** An address nothing listens on: a subset without local instances gets it, so calls fail as "no healthy upstream" would. */
@@ -76,6 +97,16 @@ export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOp
           };
         }),
       })),
+      externalServices: config.outbound.externalServices.map((ext) => {
+        const local = options.externalEndpoints?.[ext.name];
+        if (!local) return ext;
+        return {
+          ...ext,
+          discovery: { type: 'static' as const, endpoints: [{ address: local.address, port: local.port }] },
+          // The stand-in's certificate still names the real host: TLS is verified as in a cluster.
+          ...(ext.tls || local.caFile ? { tls: { ...ext.tls, ...(local.caFile ? { caFile: local.caFile } : {}) } } : {}),
+        };
+      }),
     },
     // A cluster's collector cannot be reached from here (its spans would only produce export
     // errors in the logs), but one on this machine's loopback can: tracing to it stays on.

@@ -5,6 +5,7 @@
  * addresses, certificates, discovery) still comes from the chart.
  */
 import type { Chart } from 'cdk8s';
+import type { LocalExternalEndpoint } from './local-sidecar-config';
 
 /** How one workload version's app process is started. */
 export interface LocalProcessSpec {
@@ -49,6 +50,12 @@ export interface LocalPlan {
    * @default none: `typemesh up` only starts the mesh
    */
   readonly traffic?: LocalTrafficSpec;
+  /**
+   * Stand-ins of the chart's ExternalServices, by name (e.g. a loopback server started in
+   * `prepare`): their sidecar entries point here instead of at the real hosts.
+   * @default none: external services resolve their real hosts
+   */
+  readonly externalEndpoints?: Readonly<Record<string, LocalExternalEndpoint>>;
 }
 
 /** Where the demo's load driver sends requests. */
