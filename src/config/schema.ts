@@ -176,6 +176,12 @@ export const OutboundServiceSchema = z.strictObject({
   hosts: z.array(z.string().min(1)).min(1),
   /** The service port the app calls. */
   port,
+  /**
+   * The destination's app port (one of its workload.appPorts) this service port reaches, named
+   * in the SNI of the mTLS connection (src/proxy-image/target-port.ts) so that the peer's
+   * sidecar forwards to that port. Unset: the peer's default app port (inbound.app.port).
+   */
+  targetPort: port.optional(),
   protocol: z.enum(['http', 'http2', 'grpc']).default('http'),
   subsets: z.array(SubsetSchema).min(1),
   routes: z.array(RouteSchema).min(1),
@@ -202,6 +208,26 @@ export const OutboundServiceSchema = z.strictObject({
      */
     maxEjectionPercent: percentage.default(10),
   }).optional(),
+});
+
+/**
+ * A TCP destination service (a database, Redis, Kafka): the app connects in plain TCP to
+ * listenerPort on its sidecar's loopback (in a pod, the init step redirects the service port
+ * there); the sidecar opens mTLS to a peer's inbound listener, verifies the subset's identity,
+ * names targetPort in the SNI, and pipes bytes. No routes, retries or HTTP policies apply.
+ */
+export const TcpServiceSchema = z.strictObject({
+  name,
+  namespace: name,
+  /** The service port the app calls. */
+  port,
+  /** The destination's app port (declared 'tcp' in its workload.appPorts). Unset: port. */
+  targetPort: port.optional(),
+  /** The outbound sidecar's own loopback listener for this service (one per TCP service). */
+  listenerPort: port,
+  /** Versions of the service; a connection goes to an endpoint of any of them, in turn. */
+  subsets: z.array(SubsetSchema).min(1),
+  connectTimeoutMs: positiveDurationMs.default(10000),
 });
 
 /** A host name of an external service: lower-case DNS name (no wildcard, no port). */
@@ -323,7 +349,8 @@ export const SidecarConfigSchema = z.strictObject({
     appPorts: z.array(z.strictObject({
       name,
       port,
-      protocol: z.enum(['http', 'http2', 'grpc']).default('http'),
+      /** 'tcp': meshed as a byte stream (connection-level authorization, no HTTP parsing). */
+      protocol: z.enum(['http', 'http2', 'grpc', 'tcp']).default('http'),
     })).min(1),
   }),
   /** Where the listeners bind. Local mode gives each instance its own 127.x address. */
@@ -386,7 +413,9 @@ export const SidecarConfigSchema = z.strictObject({
      * configs written before it meaning what they meant.
      */
     passthrough: z.boolean().default(true),
-  }).default({ services: [], externalServices: [], passthrough: true }),
+    /** TCP destination services, each on its own loopback listener port. */
+    tcpServices: z.array(TcpServiceSchema).default([]),
+  }).default({ services: [], externalServices: [], passthrough: true, tcpServices: [] }),
   telemetry: z.strictObject({
     metrics: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
     tracing: z.strictObject({
@@ -461,6 +490,7 @@ export const SidecarConfigSchema = z.strictObject({
     });
   });
   checkExternalServices(cfg.outbound, ctx);
+  checkTcp(cfg, ctx);
   if (cfg.gateway) checkGateway(cfg, cfg.gateway, ctx);
   const probeKeys = new Set<string>();
   cfg.inbound.probes.forEach((probe, pi) => {
@@ -492,6 +522,39 @@ function checkExternalServices(out: { services: Array<{ name: string; hosts: str
     const r = ext.retries;
     if (r && ext.timeoutMs > 0 && r.perTryTimeoutMs > ext.timeoutMs) {
       ctx.addIssue({ code: 'custom', path: [...base, 'retries', 'perTryTimeoutMs'], message: `per-try timeout ${r.perTryTimeoutMs} ms exceeds the timeout ${ext.timeoutMs} ms` });
+    }
+  });
+}
+
+/**
+ * Cross-field rules of TCP: TCP services' names and listener ports unique and clear of the
+ * sidecar's own ports; and, where the workload serves a TCP port, no authorization rule with
+ * HTTP fields (methods, paths, headers): a byte stream has none, so such a rule could only be
+ * misread (an ALLOW that never matches, a DENY that never fires).
+ */
+function checkTcp(cfg: {
+  listeners: { outboundPort: number; inboundPort: number; adminPort: number };
+  workload: { appPorts: Array<{ name: string; protocol: string }> };
+  inbound: { authorization: { rules: Array<z.output<typeof AuthorizationRuleSchema>> } };
+  outbound: { services: Array<{ name: string }>; externalServices: Array<{ name: string }>; tcpServices: Array<z.output<typeof TcpServiceSchema>> };
+}, ctx: z.RefinementCtx): void {
+  const l = cfg.listeners;
+  const reserved = new Map([[l.outboundPort, 'listeners.outboundPort'], [l.inboundPort, 'listeners.inboundPort'], [l.adminPort, 'listeners.adminPort']]);
+  const names = new Set([...cfg.outbound.services, ...cfg.outbound.externalServices].map((s) => s.name));
+  cfg.outbound.tcpServices.forEach((svc, i) => {
+    const base = ['outbound', 'tcpServices', i];
+    if (names.has(svc.name)) ctx.addIssue({ code: 'custom', path: [...base, 'name'], message: `the name "${svc.name}" is already an outbound service` });
+    names.add(svc.name);
+    if (reserved.has(svc.listenerPort)) ctx.addIssue({ code: 'custom', path: [...base, 'listenerPort'], message: `port ${svc.listenerPort} is already ${reserved.get(svc.listenerPort)}; give each TCP service a port of its own` });
+    reserved.set(svc.listenerPort, `outbound.tcpServices[${i}].listenerPort`);
+  });
+  const tcpPorts = cfg.workload.appPorts.filter((p) => p.protocol === 'tcp');
+  if (tcpPorts.length === 0) return;
+  cfg.inbound.authorization.rules.forEach((rule, ri) => {
+    for (const field of ['methods', 'paths', 'headers'] as const) {
+      if (rule[field] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['inbound', 'authorization', 'rules', ri, field], message: `rule "${rule.name}" has ${field}, but app port ${tcpPorts.map((p) => `"${p.name}"`).join(', ')} is TCP, where only principals and namespaces can be checked; drop ${field} or serve TCP from a workload of its own` });
+      }
     }
   });
 }
@@ -531,6 +594,8 @@ export type OutboundService = SidecarConfig['outbound']['services'][number];
 export type Route = OutboundService['routes'][number];
 /** A subset, validated. */
 export type Subset = OutboundService['subsets'][number];
+/** A TCP destination service, validated. */
+export type TcpServiceConfig = SidecarConfig['outbound']['tcpServices'][number];
 /** An external service, validated. */
 export type ExternalServiceConfig = SidecarConfig['outbound']['externalServices'][number];
 /** A retry policy, validated. */

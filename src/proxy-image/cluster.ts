@@ -12,6 +12,7 @@ import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
 import type { ProxyObserver } from './observer';
 import { loadUndici } from './undici-loader';
+import { targetPortServerName } from './target-port';
 import { mtlsConnector } from './upstream-connector';
 import { fromUndici, UpstreamPool } from './upstream-request';
 import type { WorkloadIdentity } from './identity';
@@ -102,6 +103,7 @@ export class SubsetCluster {
       expectedIdentity: this.subset.identity,
       connectTimeoutMs: pool.connectTimeoutMs,
       alpn: http1 ? ['http/1.1'] : ['h2'],
+      serverName: svc.targetPort === undefined ? undefined : targetPortServerName(svc.targetPort, svc.name, svc.namespace),
       onOpen: (dir) => this.deps.observer.tcpConnectionOpened(dir, 'mutual_tls'),
       onClose: (dir) => this.deps.observer.tcpConnectionClosed(dir, 'mutual_tls'),
     });

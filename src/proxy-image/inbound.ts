@@ -13,6 +13,8 @@ import { forwardableHeaders, forwardableRequestHeaders, hasNoBody, LOOP_HEADER, 
 import { spiffeIdFromSubjectAltName } from './identity';
 import type { ProxyObserver, RequestObservation } from './observer';
 import type { ProxyState } from './state';
+import { appPortPools } from './app-port-pools';
+import { appPortTarget } from './target-port';
 import { isConnectFailure } from './upstream-connector';
 
 /** Dependencies of the inbound handler. */
@@ -138,9 +140,14 @@ export class InboundProxy {
       if (!res.writableEnded) cancel.cancel(new Error('client closed the connection'));
     };
     res.once('close', onClose);
+    // The app port the calling sidecar named in its SNI (target-port.ts); else the default one.
+    const app = state.config.inbound.app;
+    const target = appPortTarget(state.config, (req.socket as TLSSocket).servername);
+    const appPort = target.kind === 'port' ? target.port : app.port;
+    const pool = appPort === app.port || target.kind !== 'port' ? state.appPool : appPortPools.get(app.address, appPort, target.protocol);
     let response: UpstreamResponse;
     try {
-      response = await upstreamRequest(state.appPool, {
+      response = await upstreamRequest(pool, {
         method: req.method ?? 'GET',
         path,
         headers,
@@ -153,7 +160,7 @@ export class InboundProxy {
         return;
       }
       const msg = (e as Error).message;
-      if (isConnectFailure(e)) finishError(res, obs, 503, `upstream connect error: the app at ${state.config.inbound.app.address}:${state.config.inbound.app.port} refused the connection (${msg})`, 'UF');
+      if (isConnectFailure(e)) finishError(res, obs, 503, `upstream connect error: the app at ${app.address}:${appPort} refused the connection (${msg})`, 'UF');
       else finishError(res, obs, 503, `upstream reset before response: ${msg}`, 'UC');
       return;
     }

@@ -64,6 +64,28 @@ export interface RequestObservation {
   end(outcome: RequestOutcome): void;
 }
 
+/** A meshed TCP stream (a TCP service or a TCP app port), as telemetry sees it. */
+export interface TcpStreamInfo {
+  readonly direction: Direction;
+  /** Inbound: the peer's SPIFFE ID. */
+  readonly sourcePrincipal?: string;
+  /** Outbound: the TCP service's name; inbound: unset (this workload). */
+  readonly destinationService?: string;
+  readonly destinationNamespace?: string;
+  /** Outbound: the identity the upstream proved. */
+  readonly destinationPrincipal?: string;
+  /** Outbound: the subset the endpoint belongs to. */
+  readonly destinationVersion?: string;
+}
+
+/** A meshed TCP stream in flight. */
+export interface TcpStreamObservation {
+  /** Bytes moved since the last call: received from the downstream, sent back to it. */
+  bytes(received: number, sent: number): void;
+  /** Called once when both sides are closed. */
+  closed(): void;
+}
+
 /** Telemetry hooks called by the proxy. Every method must be cheap and must never throw. */
 export interface ProxyObserver {
   requestStarted(info: RequestInfo): RequestObservation;
@@ -76,6 +98,11 @@ export interface ProxyObserver {
   certificateLoaded(notAfter: Date): void;
   tcpConnectionOpened(direction: Direction, security: 'mutual_tls' | 'none'): void;
   tcpConnectionClosed(direction: Direction, security: 'mutual_tls' | 'none'): void;
+  /**
+   * A meshed TCP stream opened (typemesh_tcp_connections_opened/closed_total and the byte
+   * counters, labelled with both ends). Optional: an observer without it records nothing.
+   */
+  tcpStreamOpened?(info: TcpStreamInfo): TcpStreamObservation;
   /** Prometheus text exposition for /metrics, or undefined when metrics are off. */
   metrics(): Promise<string | undefined>;
   /** Content-Type of metrics(). */

@@ -20,6 +20,7 @@ import type { ProxyObserver, RequestObservation } from './observer';
 import { backoffMs, methodRetriable, TryOutcome } from './retry';
 import { unknownHostRefusal } from './external';
 import { applyRewrite, CompiledRoute, hostWithoutPort, selectRoute } from './routing';
+import { serviceForAuthority } from './target-port';
 import type { ProxyState, ServiceEntry } from './state';
 import { isConnectFailure } from './upstream-connector';
 
@@ -187,7 +188,7 @@ export class OutboundProxy {
       return;
     }
     const host = hostWithoutPort(target.authority);
-    const entry = state.hosts.get(host);
+    const entry = serviceForAuthority(state.hosts, target.authority);
     const obs = this.deps.observer.requestStarted({
       direction: 'outbound',
       method,

@@ -22,6 +22,9 @@ import type { ProxyObserver } from './observer';
 import { OutboundProxy } from './outbound';
 import { hostWithoutPort } from './routing';
 import { buildState, ProxyState } from './state';
+import { appPortPools } from './app-port-pools';
+import { TcpInbound } from './tcp-inbound';
+import { TcpOutbound } from './tcp-outbound';
 import { inboundUpgrade, outboundUpgrade } from './upgrade';
 import { headerCountRefusal, INBOUND_MAX_HEADER_COUNT, MAX_HEADER_COUNT, sendError } from './http-util';
 
@@ -151,6 +154,9 @@ export class Sidecar {
   /** The listeners' further sockets (the IPv6 twins of 0.0.0.0 and 127.0.0.1), closed with them. */
   private readonly twins: Record<'outbound' | 'inbound' | 'admin', net.Server[]> = { outbound: [], inbound: [], admin: [] };
   private readonly outbound: OutboundProxy;
+  /** Meshed TCP: the TCP services' loopback listeners, and peers' streams to TCP app ports. */
+  private readonly tcpOutbound: TcpOutbound;
+  private readonly tcpInbound: TcpInbound;
   /** Graceful overload: requests in flight per listener and event-loop lag (admission.ts). */
   private readonly admission: Admission;
   /** A MeshGateway's outside-facing listeners (config.gateway); a sidecar has none. */
@@ -211,6 +217,9 @@ export class Sidecar {
       this.gateway = new GatewayListeners(opts.config.gateway, { config: () => this.state.config, httpServer: (h) => this.httpServer(this.admission.wrap('gateway', 'outbound', h)), forward: this.outbound.handle });
     }
 
+    this.tcpOutbound = new TcpOutbound({ state: getState, observer: this.observer, identity });
+    this.tcpInbound = new TcpInbound({ state: getState, observer: this.observer });
+
     // Inbound: a TCP front that routes each connection to TLS or (PERMISSIVE) plaintext HTTP.
     const inbound = new InboundProxy({ state: getState, observer: this.observer, ownIdentity: () => identity.current.spiffeId, track });
     const inboundHandle = this.admission.wrap('inbound', 'inbound', inbound.handle);
@@ -237,6 +246,8 @@ export class Sidecar {
         socket.destroy();
         return;
       }
+      // A TCP app port (or an undeclared one) named in the SNI: not HTTP (target-port.ts).
+      if (this.tcpInbound.take(socket)) return;
       this.observer.tcpConnectionOpened('inbound', 'mutual_tls');
       socket.once('close', () => this.observer.tcpConnectionClosed('inbound', 'mutual_tls'));
       if (socket.alpnProtocol === 'h2') this.inboundH2.emit('connection', socket);
@@ -470,6 +481,7 @@ export class Sidecar {
     await this.listenAll('admin', this.adminServer, l.adminPort, inboundListenAddresses(l));
     await this.listenAll('inbound', this.inboundFront, l.inboundPort, inboundListenAddresses(l));
     await this.listenAll('outbound', this.outboundFront, l.outboundPort, outboundListenAddresses(l));
+    await this.tcpOutbound.listen(outboundListenAddresses(l));
     await this.gateway?.listen();
     if (this.lastConfigText === undefined) this.lastConfigText = await readFile(this.opts.configFile, 'utf8').catch(() => undefined);
     await this.configWatcher.prime();
@@ -565,6 +577,9 @@ export class Sidecar {
       if (l.bindAddress !== old.bindAddress || l.outboundBindAddress !== old.outboundBindAddress || l.inboundPort !== old.inboundPort || l.outboundPort !== old.outboundPort || l.adminPort !== old.adminPort) {
         throw new Error('listeners cannot change without a restart (bindAddress, outboundBindAddress, outboundPort, inboundPort, adminPort differ from the running ones)');
       }
+      if (TcpOutbound.ports(config.outbound.tcpServices) !== TcpOutbound.ports(this.state.config.outbound.tcpServices)) {
+        throw new Error('TCP services cannot be added, removed or moved to another listenerPort without a restart (outbound.tcpServices names and listener ports differ from the running ones)');
+      }
       if (JSON.stringify(gatewayListeners(config)) !== JSON.stringify(gatewayListeners(this.state.config))) {
         throw new Error('gateway listeners cannot change without a restart (gateway.bindAddress or gateway.listeners differ from the running ones)');
       }
@@ -626,11 +641,15 @@ export class Sidecar {
     log('info', 'drain window over: inbound listener closed', { inFlight: this.inFlight, appConnections: this.appConnections.size });
     await this.drainUntil(() => this.appConnections.size === 0 && this.inFlight === 0, timeoutMs);
     this.outboundFront.close();
+    this.tcpOutbound.close();
     for (const twin of this.twins.outbound) twin.close();
     log('info', 'outbound listener closed', { inFlight: this.inFlight, appConnections: this.appConnections.size });
     const abandoned = this.inFlight;
     for (const socket of this.downstream.keys()) socket.destroy();
     for (const s of this.inboundSockets) s.destroy();
+    this.tcpOutbound.destroyAll();
+    this.tcpInbound.destroyAll();
+    await appPortPools.close();
     for (const session of this.h2Sessions) session.destroy();
     await this.outbound.close();
     for (const c of this.state.clusters.values()) c.close();

@@ -12,6 +12,7 @@ import { nativeHttpParser } from './http1/llhttp';
 import { Http1Pool } from './http1/pool';
 import { compileRetryOn, CompiledRetryOn } from './retry';
 import { CompiledRoute, compileRoute, hostWithoutPort } from './routing';
+import { hostPortKey } from './target-port';
 import { loadUndici } from './undici-loader';
 import { fromUndici, UpstreamPool } from './upstream-request';
 
@@ -45,8 +46,13 @@ function appPoolFor(config: SidecarConfig, previous?: ProxyState): UpstreamPool 
   const prevProtocol = previous?.config.workload.appPorts.find((p) => p.port === app.port)?.protocol;
   const nextProtocol = config.workload.appPorts.find((p) => p.port === app.port)?.protocol;
   if (previous && prev && prev.address === app.address && prev.port === app.port && prevProtocol === nextProtocol) return previous.appPool;
+  return createAppPool(app.address, app.port, config.workload.appPorts.find((p) => p.port === app.port)?.protocol ?? 'http');
+}
+
+/** A keep-alive pool to an app port on loopback (HTTP/1.1, or h2c for http2/grpc). */
+export function createAppPool(address: string, port: number, protocol: string): UpstreamPool {
+  const app = { address, port };
   const host = app.address.includes(':') ? `[${app.address}]` : app.address;
-  const protocol = config.workload.appPorts.find((p) => p.port === app.port)?.protocol ?? 'http';
   if (protocol !== 'http') {
     // An http2/grpc app speaks h2c (prior knowledge); one multiplexed connection carries all streams.
     return fromUndici(new (loadUndici().H2CClient)(`http://${host}:${app.port}`, { maxConcurrentStreams: 1000, pipelining: 1000, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30000 }));
@@ -97,7 +103,11 @@ export function buildState(config: SidecarConfig, deps: ClusterDeps, previous?: 
     for (const r of routes) if (r.retries) retryOn.set(r.name, compileRetryOn(r.retries));
     const entry: ServiceEntry = { config: svc, cluster, routes, retryOn, external };
     clusters.set(svc.name, cluster);
-    for (const h of svc.hosts) hosts.set(hostWithoutPort(h), entry);
+    for (const h of svc.hosts) {
+      hosts.set(hostWithoutPort(h), entry);
+      // Also by host:port, so that each port of a multi-port service finds its own entry (target-port.ts).
+      hosts.set(hostPortKey(h, svc.port), entry);
+    }
   }
   const retired = [...(previous?.clusters.values() ?? [])].filter((c) => !kept.has(c));
   const appPool = appPoolFor(config, previous);

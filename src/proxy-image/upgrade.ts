@@ -14,6 +14,7 @@ import { log } from './log';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { loopRefusal, outboundForwardHeaders, requestTarget, selfTarget } from './outbound';
 import { hostWithoutPort, selectRoute } from './routing';
+import { serviceForAuthority, targetPortServerName } from './target-port';
 import type { ProxyState } from './state';
 import { externalConnector, unknownHostRefusal } from './external';
 import { mtlsConnector } from './upstream-connector';
@@ -209,7 +210,7 @@ export function outboundUpgrade(deps: UpgradeDeps) {
     if (!target) return reject(socket, 400, 'Bad Request', 'bad request: no Host header');
     const method = req.method ?? 'GET';
     const host = hostWithoutPort(target.authority);
-    const entry = state.hosts.get(host);
+    const entry = serviceForAuthority(state.hosts, target.authority);
     const obs = deps.observer.requestStarted({ direction: 'outbound', method, authority: target.authority, path: target.path, headers: req.headers, destinationService: entry?.external ? host : entry?.config.name, connectionSecurity: entry && !entry.external ? 'mutual_tls' : 'none' });
     const end = (status: number, flags: string[]): void => obs.end({ status, requestBytes: 0, responseBytes: 0, retries: 0, flags });
     const refused = upgradeRefusal(req, MAX_HEADER_COUNT);
@@ -259,6 +260,7 @@ export function outboundUpgrade(deps: UpgradeDeps) {
       expectedIdentity: subset.subset.identity,
       connectTimeoutMs: entry.config.connectionPool.connectTimeoutMs,
       alpn: ['http/1.1'],
+      serverName: entry.config.targetPort === undefined ? undefined : targetPortServerName(entry.config.targetPort, entry.config.name, entry.config.namespace),
       onOpen: (d) => deps.observer.tcpConnectionOpened(d, 'mutual_tls'),
       onClose: (d) => deps.observer.tcpConnectionClosed(d, 'mutual_tls'),
     });

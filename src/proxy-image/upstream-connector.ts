@@ -35,8 +35,10 @@ export interface MtlsConnectorOptions {
   /** The SPIFFE ID the server must present. */
   readonly expectedIdentity: string;
   readonly connectTimeoutMs: number;
-  /** ALPN protocols offered, e.g. ['http/1.1'] or ['h2']. */
+  /** ALPN protocols offered, e.g. ['http/1.1'] or ['h2']; none for a TCP stream. */
   readonly alpn: string[];
+  /** The SNI: names the peer's app port (target-port.ts). Unset: no SNI, the peer's default app port. */
+  readonly serverName?: string;
   readonly onOpen?: (direction: Direction) => void;
   readonly onClose?: (direction: Direction) => void;
 }
@@ -57,7 +59,8 @@ export function mtlsConnector(opts: MtlsConnectorOptions): buildConnector.connec
       host: connectOpts.hostname,
       port: Number(connectOpts.port),
       secureContext,
-      ALPNProtocols: opts.alpn,
+      ALPNProtocols: opts.alpn.length ? opts.alpn : undefined,
+      servername: opts.serverName,
       rejectUnauthorized: true,
       checkServerIdentity,
       session: tickets.take(secureContext),

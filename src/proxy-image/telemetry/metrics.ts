@@ -78,6 +78,8 @@ export class MeshMetrics {
   private readonly requests: RequestMetrics;
   private readonly connectionsOpened: Counter<ConnectionLabelName>;
   private readonly connectionsClosed: Counter<ConnectionLabelName>;
+  private readonly tcpReceivedBytes: Counter<ConnectionLabelName>;
+  private readonly tcpSentBytes: Counter<ConnectionLabelName>;
   private readonly retries: Counter<'destination_service' | 'destination_version'>;
   private readonly retryBudgetExhaustions: Counter<'destination_service'>;
   private readonly ejections: Counter<'destination_service' | 'destination_version'>;
@@ -97,6 +99,8 @@ export class MeshMetrics {
     const connectionLabels = CONNECTION_LABEL_NAMES as unknown as ConnectionLabelName[];
     this.connectionsOpened = new Counter({ name: 'typemesh_tcp_connections_opened_total', help: 'TCP connections accepted by a listener of the sidecar.', labelNames: connectionLabels, registers });
     this.connectionsClosed = new Counter({ name: 'typemesh_tcp_connections_closed_total', help: 'TCP connections of a listener of the sidecar that closed.', labelNames: connectionLabels, registers });
+    this.tcpReceivedBytes = new Counter({ name: 'typemesh_tcp_received_bytes_total', help: 'Bytes a meshed TCP stream received from its downstream (the client side).', labelNames: connectionLabels, registers });
+    this.tcpSentBytes = new Counter({ name: 'typemesh_tcp_sent_bytes_total', help: 'Bytes a meshed TCP stream sent back to its downstream (the client side).', labelNames: connectionLabels, registers });
     this.retries = new Counter({ name: 'typemesh_retries_total', help: 'Retries of outbound requests (tries after the first).', labelNames: ['destination_service', 'destination_version'], registers });
     this.retryBudgetExhaustions = new Counter({ name: 'typemesh_retry_budget_exhausted_total', help: 'Retries not made because the retry budget of the destination was spent.', labelNames: ['destination_service'], registers });
     this.ejections = new Counter({ name: 'typemesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['destination_service', 'destination_version'], registers });
@@ -143,6 +147,12 @@ export class MeshMetrics {
       this.connectionChildren.set(key, children);
     }
     (opened ? children.opened : children.closed).inc();
+  }
+
+  /** Counts bytes of a meshed TCP stream; values are in the order of {@link CONNECTION_LABEL_NAMES}. */
+  public recordTcpBytes(values: readonly string[], received: number, sent: number): void {
+    if (received > 0) this.tcpReceivedBytes.labels(...values).inc(received);
+    if (sent > 0) this.tcpSentBytes.labels(...values).inc(sent);
   }
 
   public retried(service: string, version: string): void {

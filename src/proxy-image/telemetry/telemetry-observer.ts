@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { SpanKind, SpanStatusCode, Span, Attributes } from '@opentelemetry/api';
 import { ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL } from '@opentelemetry/semantic-conventions';
 import type { SidecarConfig } from '../../config/schema';
-import type { Direction, ProxyObserver, RequestInfo, RequestObservation, RequestOutcome } from '../observer';
+import type { Direction, ProxyObserver, RequestInfo, RequestObservation, RequestOutcome, TcpStreamInfo, TcpStreamObservation } from '../observer';
 import { AccessLog, AccessLogDestination } from './access-log';
 import { formatSourceHeader, grpcStatusLabel, nameLabel, namespaceOfPrincipal, parseSourceHeader, principalLabel, responseCodeLabel, responseFlagsLabel, SOURCE_HEADER, SourceWorkload, UNKNOWN } from './labels';
 import { EXTERNAL_HOST } from '../../config/schema';
@@ -212,6 +212,36 @@ export class TelemetryObserver implements ProxyObserver {
 
   public tcpConnectionClosed(direction: Direction, security: 'mutual_tls' | 'none'): void {
     this.recordConnection(direction, security, false);
+  }
+
+  public tcpStreamOpened(info: TcpStreamInfo): TcpStreamObservation {
+    const m = this.metricsRecorder;
+    if (m === undefined) return { bytes: () => undefined, closed: () => undefined };
+    const s = this.self;
+    const u = UNKNOWN;
+    // Both ends are known for a stream: the outbound side chose the service and verified its
+    // identity; the inbound side authenticated the peer.
+    const values = info.direction === 'outbound'
+      ? ['source', s.workload, s.namespace, s.principal, s.version, u, nameLabel(info.destinationNamespace), principalLabel(info.destinationPrincipal), nameLabel(info.destinationVersion), nameLabel(info.destinationService), 'mutual_tls']
+      : ['destination', u, nameLabel(namespaceOfPrincipal(info.sourcePrincipal)), principalLabel(info.sourcePrincipal), u, s.workload, s.namespace, s.principal, s.version, s.workload, 'mutual_tls'];
+    try {
+      m.recordConnection(values, true);
+    } catch { /* never throw into the proxy */ }
+    let closed = false;
+    return {
+      bytes: (received, sent) => {
+        try {
+          m.recordTcpBytes(values, received, sent);
+        } catch { /* never throw into the proxy */ }
+      },
+      closed: () => {
+        if (closed) return;
+        closed = true;
+        try {
+          m.recordConnection(values, false);
+        } catch { /* never throw into the proxy */ }
+      },
+    };
   }
 
   public async metrics(): Promise<string | undefined> {

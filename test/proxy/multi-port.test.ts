@@ -1,0 +1,60 @@
+/**
+ * Two HTTP ports of one service reach their own app ports: payment's pod runs two HTTP servers
+ * (each answers with its own port), declared as two app ports; order's config has one
+ * outbound service per service port, both with the hosts of payment, each naming its
+ * targetPort. order's app calls payment:9090 and payment:9091 through its sidecar; each port's
+ * requests reach that port's server, over the mTLS connection whose SNI names the app port.
+ */
+import * as http from 'node:http';
+import type { SidecarConfigInput } from '../../src/config';
+import { callOutbound, cleanup, ORDER_ID, PAYMENT_ID, sidecarPorts, SidecarProcess, startClientSidecar, startSidecar, startUpstream, subset, tempDir, TestPki, workloadConfig } from './harness';
+
+jest.setTimeout(60_000);
+
+const answerPort = (port: () => number) => (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+  res.end(`port ${port()}`);
+};
+
+describe('two HTTP ports of one service', () => {
+  let order: SidecarProcess;
+  let portA: number;
+  let portB: number;
+
+  beforeAll(async () => {
+    const dir = tempDir();
+    const pki = await TestPki.create(dir);
+    const a = await startUpstream(answerPort(() => portA));
+    const b = await startUpstream(answerPort(() => portB));
+    portA = a.port;
+    portB = b.port;
+    const base = workloadConfig({ name: 'payment', identity: PAYMENT_ID, ports: await sidecarPorts(), tls: await pki.workload('payment', PAYMENT_ID), appPort: portA });
+    const payment = await startSidecar(dir, 'payment', {
+      ...base,
+      // The default app port is A: a peer that names no port (no SNI) gets A.
+      workload: { ...base.workload, appPorts: [{ name: 'http-api', port: portA, protocol: 'http' }, { name: 'http-admin', port: portB, protocol: 'http' }] },
+    } as SidecarConfigInput);
+    const service = (name: string, port: number, targetPort: number): NonNullable<NonNullable<SidecarConfigInput['outbound']>['services']>[number] => ({
+      name, namespace: 'shop', hosts: ['payment', 'payment.shop.svc.cluster.local'], port, targetPort,
+      subsets: [subset('v1', [{ sidecar: payment }])],
+      routes: [{ name: 'default', destinations: [{ subset: 'v1', weight: 100 }] }],
+    });
+    ({ sidecar: order } = await startClientSidecar(dir, pki, [service('payment-api', 9090, portA), service('payment-admin', 9091, portB)], {}, 'order', ORDER_ID));
+  });
+
+  afterAll(cleanup);
+
+  test('each service port reaches its own app port', async () => {
+    for (let i = 0; i < 3; i++) {
+      const api = await callOutbound(order, 'payment:9090', '/');
+      const admin = await callOutbound(order, 'payment.shop.svc.cluster.local:9091', '/');
+      expect([api.status, api.body]).toEqual([200, `port ${portA}`]);
+      expect([admin.status, admin.body]).toEqual([200, `port ${portB}`]);
+    }
+  });
+
+  test('a Host without a declared port goes by host alone (the service last declared for it)', async () => {
+    const r = await callOutbound(order, 'payment', '/');
+    expect(r.status).toBe(200);
+    expect(r.body).toBe(`port ${portB}`);
+  });
+});
