@@ -73,11 +73,27 @@ export interface InterceptionOptions {
    */
   readonly excludeOutboundPorts?: readonly number[];
   /**
+   * Meshed TCP services: outbound TCP to destination `port` goes to the proxy's `listenerPort`
+   * (outbound.tcpServices[].listenerPort of the sidecar config) instead of the HTTP outbound
+   * port. The proxy cannot read a redirected connection's original destination
+   * (SO_ORIGINAL_DST), so the listener it arrives on is what tells it the service.
+   * @default []
+   */
+  readonly tcpRedirects?: readonly TcpRedirect[];
+  /**
    * Outbound destinations never captured, e.g. the cloud metadata server: IPv4 (a.b.c.d or
    * a.b.c.d/n) or IPv6 (an address or address/n); each goes into its family's rules.
    * @default []
    */
   readonly excludeOutboundCidrs?: readonly string[];
+}
+
+/** One meshed TCP service port and the proxy listener its connections are redirected to. */
+export interface TcpRedirect {
+  /** The destination port the app connects to (the service port). */
+  readonly port: number;
+  /** The proxy's loopback listener for that service. */
+  readonly listenerPort: number;
 }
 
 /** InterceptionOptions with every default filled in, validated, sorted and de-duplicated. */
@@ -92,6 +108,7 @@ export interface ResolvedInterceptionOptions {
   readonly excludeInboundPorts: readonly number[];
   readonly excludeOutboundPorts: readonly number[];
   readonly excludeOutboundCidrs: readonly string[];
+  readonly tcpRedirects: readonly TcpRedirect[];
 }
 
 /** Thrown for an invalid option; the message names the option, the value and the fix. */
@@ -158,6 +175,21 @@ export function resolveInterceptionOptions(opts: InterceptionOptions): ResolvedI
   if (!captureOutbound && outboundPorts.length > 0) {
     problems.push(`captureOutbound is false but outboundPorts lists ${outboundPorts.join(', ')}: drop one of the two`);
   }
+  const tcpRedirects: TcpRedirect[] = [];
+  for (const r of opts.tcpRedirects ?? []) {
+    if (!isPort(r.port) || !isPort(r.listenerPort)) {
+      problems.push(`tcpRedirects must map integer ports from 1 to 65535, got ${JSON.stringify(r)}`);
+      continue;
+    }
+    const proxyPort = proxyPorts.get(r.listenerPort);
+    if (proxyPort) problems.push(`tcpRedirects sends port ${r.port} to ${r.listenerPort}, which is the proxy's ${proxyPort}: give the TCP service a listener port of its own`);
+    if (excludeOutboundPorts.includes(r.port)) problems.push(`tcpRedirects and excludeOutboundPorts both contain ${r.port}: remove it from one of them`);
+    if (!captureOutbound) problems.push(`captureOutbound is false but tcpRedirects lists port ${r.port}: drop one of the two`);
+    const same = tcpRedirects.find((t) => t.port === r.port);
+    if (same && same.listenerPort !== r.listenerPort) problems.push(`tcpRedirects sends port ${r.port} to both ${same.listenerPort} and ${r.listenerPort}: one destination port can reach one TCP service only`);
+    else if (!same) tcpRedirects.push({ port: r.port, listenerPort: r.listenerPort });
+  }
+  tcpRedirects.sort((a, b) => a.port - b.port);
   const excludeOutboundCidrs: string[] = [];
   for (const cidr of opts.excludeOutboundCidrs ?? []) {
     const normalized = parseIpv4Cidr(cidr) ?? parseIpv6Cidr(cidr);
@@ -172,7 +204,7 @@ export function resolveInterceptionOptions(opts: InterceptionOptions): ResolvedI
   }
   return {
     proxyUid, outboundPort, inboundPort, adminPort, appPorts, outboundPorts, captureOutbound,
-    excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs,
+    excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs, tcpRedirects,
   };
 }
 

@@ -184,7 +184,7 @@ describe('interception option validation', () => {
     expect(resolveInterceptionOptions({ excludeOutboundCidrs: ['169.254.169.254', '169.254.169.254/32'] })).toEqual({
       proxyUid: 1337, outboundPort: 15001, inboundPort: 15006, adminPort: 15020,
       appPorts: [], outboundPorts: [], captureOutbound: true,
-      excludeInboundPorts: [], excludeOutboundPorts: [], excludeOutboundCidrs: ['169.254.169.254/32'],
+      excludeInboundPorts: [], excludeOutboundPorts: [], excludeOutboundCidrs: ['169.254.169.254/32'], tcpRedirects: [],
     });
   });
 });

@@ -34,6 +34,8 @@ Options:
   --exclude-inbound-ports LIST   inbound ports never captured (not the outbound port)
   --exclude-outbound-ports LIST  outbound destination ports never captured
   --exclude-outbound-cidrs LIST  outbound destinations never captured (a.b.c.d/n or IPv6 addr/n)
+  --tcp-redirects LIST           meshed TCP services: PORT:LISTENER pairs, outbound TCP to PORT goes to
+                                 the proxy's LISTENER (e.g. 5432:15101)
   --dry-run                      print the script instead of running it
   --clean                        remove the rules instead of installing them
   -h, --help                     show this help
@@ -59,6 +61,7 @@ export function parseInterceptionArgs(argv: readonly string[]): InterceptionComm
         'exclude-inbound-ports': { type: 'string' },
         'exclude-outbound-ports': { type: 'string' },
         'exclude-outbound-cidrs': { type: 'string' },
+        'tcp-redirects': { type: 'string' },
         'dry-run': { type: 'boolean' },
         'clean': { type: 'boolean' },
         'help': { type: 'boolean', short: 'h' },
@@ -79,6 +82,11 @@ export function parseInterceptionArgs(argv: readonly string[]): InterceptionComm
     excludeInboundPorts: numberList('--exclude-inbound-ports', str('exclude-inbound-ports')),
     excludeOutboundPorts: numberList('--exclude-outbound-ports', str('exclude-outbound-ports')),
     excludeOutboundCidrs: list(str('exclude-outbound-cidrs')),
+    tcpRedirects: list(str('tcp-redirects'))?.map((pair) => {
+      const m = /^(\d+):(\d+)$/.exec(pair);
+      if (!m) throw new InterceptionOptionsError(`--tcp-redirects expects PORT:LISTENER pairs such as 5432:15101, got ${JSON.stringify(pair)}`);
+      return { port: Number(m[1]), listenerPort: Number(m[2]) };
+    }),
   };
   return { options, dryRun: values['dry-run'] === true, clean: values.clean === true, help: values.help === true };
 }

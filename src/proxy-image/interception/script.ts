@@ -137,6 +137,9 @@ function install(o: ResolvedInterceptionOptions, f: Family): string[] {
   );
   for (const cidr of o.excludeOutboundCidrs.filter(f.isFamily)) lines.push(`${ipt} -A TYPEMESH_OUTPUT -d ${cidr} -j RETURN`);
   for (const p of o.excludeOutboundPorts) lines.push(`${ipt} -A TYPEMESH_OUTPUT -p tcp --dport ${p} -j RETURN`);
+  // Meshed TCP services: each service port to its own proxy listener (the proxy cannot read the
+  // original destination, so the listener names the service), before the HTTP catch-all.
+  for (const r of o.tcpRedirects) lines.push(`${ipt} -A TYPEMESH_OUTPUT -p tcp --dport ${r.port} -j REDIRECT --to-ports ${r.listenerPort}`);
   if (o.outboundPorts.length > 0) {
     for (const p of o.outboundPorts) lines.push(`${ipt} -A TYPEMESH_OUTPUT -p tcp --dport ${p} -j TYPEMESH_REDIRECT`);
   } else {
