@@ -19,6 +19,7 @@ export type {
 } from './traffic-options';
 export * from './source';
 export * from './mesh-service';
+export * from './injected-workload';
 export * from './mesh-gateway';
 export * from './external-service';
 export * from './traffic-split';

@@ -5,6 +5,7 @@ import type { MeshService } from './mesh-service';
 import { EgressMode, type ExternalService } from './external-service';
 import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
+import { InjectedWorkload, InjectOptions } from './injected-workload';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
 import { DEFAULT_SIDECAR_RESOURCES, InterceptionMode, PodSecurityLevel, podSecurityLevelOf, SIDECAR_CERTS_DIR, SidecarMode } from './sidecar-injection';
 import { resolveInterceptionOptions } from '../config/interception-options';
@@ -354,6 +355,20 @@ export class Mesh extends Construct {
   /** @internal The outbound section's egress part of every sidecar config of the mesh. */
   public _egressConfig(): { externalServices: ReturnType<ExternalService['_config']>[]; passthrough: boolean } {
     return { externalServices: this.externalServices.map((e) => e._config()), passthrough: this.egress === EgressMode.PASSTHROUGH };
+  }
+
+  /**
+   * Joins a workload TypeMesh did not write to the mesh: a cdk8s-plus Deployment, StatefulSet,
+   * DaemonSet, Job or CronJob, or an ApiObject with a pod template (also from `Include` or
+   * `Helm`). Its pod gets the same sidecar as a MeshService's, and the workload its
+   * ServiceAccount, Certificate and sidecar config (docs/constructs.md "Injecting any workload").
+   */
+  public inject(workload: IConstruct, options: InjectOptions = {}): InjectedWorkload {
+    const base = `inject-${workload.node.path.replace(/\//g, '-')}`;
+    let id = base;
+    // A second injection of the same workload gets its own id, so that it fails with its own message.
+    for (let n = 2; this.node.tryFindChild(id); n++) id = `${base}-${n}`;
+    return new InjectedWorkload(this, id, { ...options, mesh: this, workload });
   }
 
   /** @internal */

@@ -267,19 +267,184 @@ export function appHealthPath(p: Pick<AppProbe, 'kind' | 'portName'>): string {
  * The pod template annotations of a workload: the default container for kubectl and, in CNI
  * mode, typemesh-init's flags for the CNI plugin (the same flags the init container would get).
  */
-export function podAnnotations(interception: InterceptionMode, initArgs: () => string[]): Record<string, unknown> {
+export function podAnnotations(interception: InterceptionMode, initArgs: () => string[], appContainer: string = APP_CONTAINER): Record<string, unknown> {
   return {
-    [DEFAULT_CONTAINER_ANNOTATION]: APP_CONTAINER,
+    [DEFAULT_CONTAINER_ANNOTATION]: appContainer,
     ...(interception === InterceptionMode.CNI ? { [INTERCEPTION_ARGS_ANNOTATION]: Lazy.any({ produce: () => initArgs().join(' ') }) } : {}),
   };
 }
 
-/** The pod spec (without metadata) of a workload with its sidecar injected. */
-export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<string, unknown> {
-  const rewrittenProbe = (p: AppProbe) => ({
+/** The Prometheus scrape annotations of a meshed pod whose sidecar serves metrics. */
+export const METRICS_ANNOTATIONS: Readonly<Record<string, string>> = {
+  'prometheus.io/scrape': 'true',
+  'prometheus.io/port': String(PROXY_ADMIN_PORT),
+  'prometheus.io/path': '/metrics',
+};
+
+/** What the sidecar injection needs to know, whoever wrote the workload (MeshService or not). */
+export interface SidecarInjection {
+  readonly sidecarMode: SidecarMode;
+  readonly interception: InterceptionMode;
+  readonly sidecarImage: string;
+  readonly sidecarResources: ContainerResources;
+  /** The ConfigMap holding the sidecar config (key SIDECAR_CONFIG_KEY). */
+  readonly configMapName: string;
+  /** The cert-manager Secret of the workload's identity. */
+  readonly certSecretName: string;
+  /** The mesh's trust bundle volume and mount (none: the sidecar trusts its Secret's ca.crt). */
+  readonly trust?: { readonly volumes: Array<Record<string, unknown>>; readonly volumeMounts: Array<Record<string, unknown>> };
+  /** The container the sidecar serves: its HTTP probes on app ports move to the admin port. */
+  readonly appContainer: string;
+  /** The app ports: name and container port. */
+  readonly appPorts: ReadonlyArray<{ readonly name: string; readonly port: number }>;
+  /** Annotate the pod for Prometheus scraping of the sidecar. */
+  readonly metrics: boolean;
+}
+
+/** A pod template as Kubernetes JSON: metadata and spec. */
+export interface PodTemplateJson {
+  metadata?: { labels?: Record<string, unknown>; annotations?: Record<string, unknown>; [k: string]: unknown };
+  spec: Record<string, unknown>;
+}
+
+/**
+ * The app probes of a container that the sidecar must serve: the HTTP liveness and readiness
+ * probes aimed at an app port (by name or number). Under interception the kubelet cannot reach
+ * the app port itself (mTLS), so these move to the admin port (see {@link injectSidecar}).
+ */
+export function appProbesOf(container: Record<string, unknown>, appPorts: SidecarInjection['appPorts']): AppProbe[] {
+  const out: AppProbe[] = [];
+  for (const [field, kind] of [['livenessProbe', 'livez'], ['readinessProbe', 'readyz']] as const) {
+    const probe = container[field] as Record<string, unknown> | undefined;
+    const get = probe?.httpGet as { path?: string; port?: number | string; scheme?: string } | undefined;
+    if (!probe || !get || (get.scheme !== undefined && get.scheme !== 'HTTP')) continue;
+    const port = appPorts.find((p) => p.name === get.port || p.port === get.port);
+    if (!port) continue;
+    out.push({
+      kind,
+      path: get.path ?? '/',
+      portName: port.name,
+      initialDelaySeconds: (probe.initialDelaySeconds as number | undefined) ?? 0,
+      periodSeconds: (probe.periodSeconds as number | undefined) ?? 10,
+      timeoutSeconds: (probe.timeoutSeconds as number | undefined) ?? 1,
+      failureThreshold: (probe.failureThreshold as number | undefined) ?? 3,
+    });
+  }
+  return out;
+}
+
+/**
+ * Injects the sidecar into a pod template, whoever wrote it: MeshService's own pods and
+ * workloads injected with `Mesh.inject` go through here, so their pods cannot differ.
+ *
+ * Adds the interception init container (INIT_CONTAINER mode), the proxy (a native sidecar
+ * init container, or the first container in LEGACY mode), the proxy's volumes (before the
+ * app's), the pod annotations, the RuntimeDefault seccomp profile unless the pod sets its own,
+ * and moves the app container's HTTP probes on app ports to the sidecar's admin port. Existing
+ * init containers run after the proxy, so they too have the mesh.
+ */
+export function injectSidecar(template: PodTemplateJson, s: SidecarInjection, initArgs: () => string[]): PodTemplateJson {
+  const spec = template.spec;
+  const containers = (spec.containers as Array<Record<string, unknown>> | undefined) ?? [];
+  const rewrittenProbe = (p: AppProbe, original: Record<string, unknown>) => ({
+    ...original,
     // The kubelet cannot reach the app's own port (inbound traffic is intercepted and needs
     // mTLS), so it probes the sidecar's admin port, which probes the app on loopback.
     httpGet: { path: appHealthPath(p), port: SidecarPorts.ADMIN, scheme: 'HTTP' },
+  });
+  const appContainers = containers.map((c) => {
+    if (c.name !== s.appContainer) return c;
+    const out = { ...c };
+    for (const p of appProbesOf(c, s.appPorts)) {
+      const field = p.kind === 'livez' ? 'livenessProbe' : 'readinessProbe';
+      out[field] = rewrittenProbe(p, c[field] as Record<string, unknown>);
+    }
+    return out;
+  });
+
+  const native = s.sidecarMode === SidecarMode.NATIVE;
+  const sidecar = {
+    name: SIDECAR_CONTAINER,
+    image: s.sidecarImage,
+    command: [SIDECAR_CONTAINER],
+    args: ['--config', `${SIDECAR_CONFIG_DIR}/${SIDECAR_CONFIG_KEY}`],
+    // A native sidecar: the kubelet starts the next container once its startup probe passes,
+    // restarts it whenever it exits, and stops it after the app containers.
+    ...(native ? { restartPolicy: 'Always' } : {}),
+    env: PROXY_POD_ENV,
+    // No containerPort for the outbound listener: it listens on loopback only and is reached
+    // by the pod's own processes, never through the pod IP.
+    ports: [
+      { name: 'mesh-inbound', containerPort: SidecarPorts.INBOUND, protocol: 'TCP' },
+      { name: SIDECAR_ADMIN_PORT_NAME, containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
+    ],
+    ...proxyProbes(),
+    // Legacy: the kubelet runs the next container (the app) only after this hook returns.
+    ...(native ? {} : { lifecycle: { postStart: { exec: { command: [SIDECAR_CONTAINER, '--wait-ready'] } } } }),
+    resources: k8sResources(s.sidecarResources),
+    securityContext: proxySecurityContext(),
+    volumeMounts: [
+      { name: SIDECAR_VOLUMES.config, mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
+      { name: SIDECAR_VOLUMES.certs, mountPath: SIDECAR_CERTS_DIR, readOnly: true },
+      ...(s.trust?.volumeMounts ?? []),
+      { name: SIDECAR_VOLUMES.tmp, mountPath: '/tmp' },
+    ],
+  };
+
+  const init = {
+    name: INIT_CONTAINER,
+    image: s.sidecarImage,
+    command: [INIT_CONTAINER],
+    args: Lazy.any({ produce: initArgs }),
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
+    // The only container with network privileges: it writes the iptables rules and exits.
+    // Root with NET_ADMIN only: iptables needs no NET_RAW to write rules.
+    securityContext: {
+      runAsUser: 0,
+      runAsNonRoot: false,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
+    },
+  };
+  const interceptionInit = s.interception === InterceptionMode.INIT_CONTAINER ? [init] : [];
+  const existingInit = (spec.initContainers as unknown[] | undefined) ?? [];
+  // The rules first, then the proxy: the proxy's own connections are exempt by uid either way.
+  const initContainers = [...interceptionInit, ...(native ? [sidecar] : []), ...existingInit];
+
+  const { initContainers: _i, containers: _c, volumes: _v, securityContext: podSecurity, ...rest } = spec;
+  return {
+    metadata: {
+      ...template.metadata,
+      annotations: {
+        ...template.metadata?.annotations,
+        ...podAnnotations(s.interception, initArgs, s.appContainer),
+        ...(s.metrics ? METRICS_ANNOTATIONS : {}),
+      },
+    },
+    spec: {
+      ...rest,
+      securityContext: { ...POD_SECURITY_CONTEXT, ...(podSecurity as Record<string, unknown> | undefined) },
+      ...(initContainers.length > 0 ? { initContainers } : {}),
+      containers: native ? appContainers : [sidecar, ...appContainers],
+      volumes: [
+        { name: SIDECAR_VOLUMES.config, configMap: { name: s.configMapName } },
+        { name: SIDECAR_VOLUMES.certs, secret: { secretName: s.certSecretName } },
+        ...(s.trust?.volumes ?? []),
+        { name: SIDECAR_VOLUMES.tmp, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+        ...((spec.volumes as unknown[] | undefined) ?? []),
+      ],
+    },
+  };
+}
+
+/** The pod volumes the injection adds; an app volume may not start with "typemesh-". */
+export const SIDECAR_VOLUMES = { config: 'typemesh-config', certs: 'typemesh-certs', tmp: 'typemesh-tmp' } as const;
+
+/** The pod spec (without metadata) of a MeshService workload: its app pod with the sidecar injected. */
+export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<string, unknown> {
+  const original = (p: AppProbe) => ({
+    httpGet: { path: p.path, port: p.portName, scheme: 'HTTP' },
     initialDelaySeconds: p.initialDelaySeconds,
     periodSeconds: p.periodSeconds,
     timeoutSeconds: p.timeoutSeconds,
@@ -296,81 +461,36 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
     ...(w.env.length > 0 ? { env: w.env } : {}),
     ports: w.ports.map((p) => ({ name: p.name, containerPort: p.containerPort, protocol: 'TCP' })),
     resources: k8sResources(w.resources),
-    ...(liveness ? { livenessProbe: rewrittenProbe(liveness) } : {}),
-    ...(readiness ? { readinessProbe: rewrittenProbe(readiness) } : {}),
+    ...(liveness ? { livenessProbe: original(liveness) } : {}),
+    ...(readiness ? { readinessProbe: original(readiness) } : {}),
     securityContext: k8sSecurityContext(w.securityContext),
     ...(w.appVolumes?.volumeMounts.length ? { volumeMounts: w.appVolumes.volumeMounts } : {}),
   };
 
-  const native = w.sidecarMode === SidecarMode.NATIVE;
-  const sidecar = {
-    name: SIDECAR_CONTAINER,
-    image: w.sidecarImage,
-    command: [SIDECAR_CONTAINER],
-    args: ['--config', `${SIDECAR_CONFIG_DIR}/${SIDECAR_CONFIG_KEY}`],
-    // A native sidecar: the kubelet starts the next container once its startup probe passes,
-    // restarts it whenever it exits, and stops it after the app containers.
-    ...(native ? { restartPolicy: 'Always' } : {}),
-    env: PROXY_POD_ENV,
-    // No containerPort for the outbound listener: it listens on loopback only and is reached
-    // by the pod's own processes, never through the pod IP.
-    ports: [
-      { name: 'mesh-inbound', containerPort: SidecarPorts.INBOUND, protocol: 'TCP' },
-      { name: SIDECAR_ADMIN_PORT_NAME, containerPort: SidecarPorts.ADMIN, protocol: 'TCP' },
-    ],
-    ...proxyProbes(),
-    // Legacy: the kubelet runs the next container (the app) only after this hook returns.
-    ...(native ? {} : { lifecycle: { postStart: { exec: { command: [SIDECAR_CONTAINER, '--wait-ready'] } } } }),
-    resources: k8sResources(w.sidecarResources),
-    securityContext: proxySecurityContext(),
-    volumeMounts: [
-      { name: 'typemesh-config', mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
-      { name: 'typemesh-certs', mountPath: SIDECAR_CERTS_DIR, readOnly: true },
-      ...(w.trust?.volumeMounts ?? []),
-      { name: 'typemesh-tmp', mountPath: '/tmp' },
-    ],
-  };
-
-  const init = {
-    name: INIT_CONTAINER,
-    image: w.sidecarImage,
-    command: [INIT_CONTAINER],
-    args: Lazy.any({ produce: initArgs }),
-    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
-    // The only container with network privileges: it writes the iptables rules and exits.
-    // Root with NET_ADMIN only: iptables needs no NET_RAW to write rules.
-    securityContext: {
-      runAsUser: 0,
-      runAsNonRoot: false,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
-    },
-  };
-  const interceptionInit = w.interception === InterceptionMode.INIT_CONTAINER ? [init] : [];
-
-  return {
+  const appPod: Record<string, unknown> = {
     serviceAccountName: w.serviceAccountName,
     // Neither the app nor the sidecar talks to the Kubernetes API.
     automountServiceAccountToken: false,
-    securityContext: POD_SECURITY_CONTEXT,
     ...(w.spreadSelector ? {
       topologySpreadConstraints: ['topology.kubernetes.io/zone', 'kubernetes.io/hostname'].map((topologyKey) => ({
         maxSkew: 1, topologyKey, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: w.spreadSelector },
       })),
     } : {}),
-    // The rules first, then the proxy: the proxy's own connections are exempt by uid either way.
-    ...(native
-      ? { initContainers: [...interceptionInit, sidecar], containers: [app] }
-      : { ...(interceptionInit.length > 0 ? { initContainers: interceptionInit } : {}), containers: [sidecar, app] }),
-    volumes: [
-      { name: 'typemesh-config', configMap: { name: w.configMapName } },
-      { name: 'typemesh-certs', secret: { secretName: w.certSecretName } },
-      ...(w.trust?.volumes ?? []),
-      { name: 'typemesh-tmp', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
-      ...(w.appVolumes?.volumes ?? []),
-    ],
+    containers: [app],
+    ...(w.appVolumes?.volumes.length ? { volumes: w.appVolumes.volumes } : {}),
   };
+  return injectSidecar({ spec: appPod }, {
+    sidecarMode: w.sidecarMode,
+    interception: w.interception,
+    sidecarImage: w.sidecarImage,
+    sidecarResources: w.sidecarResources,
+    configMapName: w.configMapName,
+    certSecretName: w.certSecretName,
+    trust: w.trust,
+    appContainer: APP_CONTAINER,
+    appPorts: w.ports.map((p) => ({ name: p.name, port: p.containerPort })),
+    metrics: false,
+  }, initArgs).spec;
 }
 
 /** A Kubernetes SecurityContext from ContainerSecurityContext (unset fields omitted). */
