@@ -9,12 +9,13 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { inboundForwardHeaders, startInbound } from './inbound';
 import { log } from './log';
 import type { ProxyObserver, RequestObservation } from './observer';
 import { loopRefusal, outboundForwardHeaders, requestTarget, selfTarget } from './outbound';
 import { hostWithoutPort, selectRoute } from './routing';
-import { serviceForAuthority, targetPortServerName } from './target-port';
+import { appPortTarget, serviceForAuthority, targetPortServerName } from './target-port';
 import type { ProxyState } from './state';
 import { externalConnector, unknownHostRefusal } from './external';
 import { mtlsConnector } from './upstream-connector';
@@ -292,7 +293,10 @@ export function inboundUpgrade(deps: UpgradeDeps) {
     }
     const headers = inboundForwardHeaders(req, principal, deps.identity.current.spiffeId, obs);
     const app = state.config.inbound.app;
-    exchange({ socket, head, method: req.method ?? 'GET', path: admission.path, headers, upgrade: upgradeTokens(req), obs, connect: tcpConnect(app.address, app.port) });
+    // The app port the calling sidecar named in its SNI (target-port.ts); else the default one.
+    const target = appPortTarget(state.config, (req.socket as TLSSocket).servername);
+    const port = target.kind === 'port' ? target.port : app.port;
+    exchange({ socket, head, method: req.method ?? 'GET', path: admission.path, headers, upgrade: upgradeTokens(req), obs, connect: tcpConnect(app.address, port) });
   };
 }
 

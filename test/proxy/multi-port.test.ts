@@ -7,7 +7,8 @@
  */
 import * as http from 'node:http';
 import type { SidecarConfigInput } from '../../src/config';
-import { callOutbound, cleanup, ORDER_ID, PAYMENT_ID, sidecarPorts, SidecarProcess, startClientSidecar, startSidecar, startUpstream, subset, tempDir, TestPki, workloadConfig } from './harness';
+import * as net from 'node:net';
+import { callOutbound, cleanup, rawExchange, ORDER_ID, PAYMENT_ID, sidecarPorts, SidecarProcess, startClientSidecar, startSidecar, startUpstream, subset, tempDir, TestPki, workloadConfig } from './harness';
 
 jest.setTimeout(60_000);
 
@@ -27,6 +28,12 @@ describe('two HTTP ports of one service', () => {
     const b = await startUpstream(answerPort(() => portB));
     portA = a.port;
     portB = b.port;
+    // Each app also accepts an Upgrade (a WebSocket-like switch) and names its port after the 101.
+    for (const [server, port] of [[a.server, () => portA], [b.server, () => portB]] as const) {
+      server.on('upgrade', (_req: http.IncomingMessage, socket: net.Socket) => {
+        socket.end(`HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\nupgraded on port ${port()}`);
+      });
+    }
     const base = workloadConfig({ name: 'payment', identity: PAYMENT_ID, ports: await sidecarPorts(), tls: await pki.workload('payment', PAYMENT_ID), appPort: portA });
     const payment = await startSidecar(dir, 'payment', {
       ...base,
@@ -56,5 +63,13 @@ describe('two HTTP ports of one service', () => {
     const r = await callOutbound(order, 'payment', '/');
     expect(r.status).toBe(200);
     expect(r.body).toBe(`port ${portB}`);
+  });
+
+  test('an Upgrade on each port reaches its own app port too', async () => {
+    for (const [authority, port] of [['payment:9090', () => portA], ['payment:9091', () => portB]] as const) {
+      const out = await rawExchange(order.ports.outbound, `GET /ws HTTP/1.1\r\nhost: ${authority}\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n`);
+      expect(out).toMatch(/^HTTP\/1\.1 101 /);
+      expect(out).toContain(`upgraded on port ${port()}`);
+    }
   });
 });
