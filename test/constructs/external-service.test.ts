@@ -6,6 +6,7 @@
 import { Duration } from 'cdk8s';
 import { EgressMode, ExternalCa, ExternalProtocol, ExternalService, Mesh, MeshService, MeshValidationError, RetryOn } from '../../src/constructs';
 import { find, newChart, sidecarConfigOf, synth } from './helpers';
+import { validateObject } from './k8s-schemas';
 
 function service(chart: ReturnType<typeof newChart>, mesh: Mesh, name: string): MeshService {
   return new MeshService(chart, name, { mesh, name, versions: [{ name: 'v1', image: `example.com/${name}:v1` }] });
@@ -46,6 +47,8 @@ describe('ExternalService', () => {
     const mount = sidecar.volumeMounts.find((m: any) => m.name === volume.name);
     expect(`${mount.mountPath}/ca.crt`).toBe(cfg.outbound.externalServices[0].tls?.caFile);
     expect(mount.readOnly).toBe(true);
+    // The objects with the CA volume are still valid Kubernetes (strict schemas).
+    for (const o of objects) validateObject(o);
   });
 
   test('EgressMode.PASSTHROUGH passes unknown hosts through', () => {

@@ -8,7 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { AddressInfo, connect } from 'node:net';
 import * as path from 'node:path';
 import { request } from 'undici';
 import { parseSidecarConfig } from '../../src/config';
@@ -36,6 +36,11 @@ async function startExternalHttps(ca: LocalCertificateAuthority, dnsName: string
       res.writeHead(req.url === '/flaky' && flakyHits === 1 ? 503 : 200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ tls: (req.socket as { encrypted?: boolean }).encrypted === true, host: req.headers.host, url: req.url, headers: req.headers }));
     });
+  });
+  // An echo protocol behind Upgrade: what a WebSocket to the external host looks like on the wire.
+  server.on('upgrade', (req: import('node:http').IncomingMessage, socket: import('node:net').Socket) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: Upgrade\r\n\r\n');
+    socket.pipe(socket);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onCleanup(() => new Promise<void>((resolve) => {
@@ -159,6 +164,21 @@ describe('egress: external services and the allow-list', () => {
     expect(external.flakyHits()).toBe(2);
   });
 
+  test('an Upgrade to the external host is spliced over the originated TLS connection', async () => {
+    const order = await clientSidecar('upgrade', { externalServices: [externalService()], passthrough: false });
+    const socket = connect(order.ports.outbound, '127.0.0.1');
+    onCleanup(() => socket.destroy());
+    let received = '';
+    socket.on('data', (d: Buffer) => {
+      received += d.toString('latin1');
+      if (received.includes('\r\n\r\n') && !received.includes('ping')) socket.write('ping');
+    });
+    socket.write(`GET /stream HTTP/1.1\r\nhost: ${EXTERNAL_HOST}\r\nupgrade: echo\r\nconnection: Upgrade\r\n\r\n`);
+    for (let i = 0; i < 200 && !received.endsWith('ping'); i++) await sleep(25);
+    expect(received.startsWith('HTTP/1.1 101')).toBe(true);
+    expect(received.endsWith('ping')).toBe(true);
+  });
+
   test('allow-list: an unknown host is refused with 502 NR and counted; the declared one still passes', async () => {
     const decoy = await startUpstream(echoHandler('unknown-host'));
     const order = await clientSidecar('allow-list', { externalServices: [externalService()], passthrough: false }, true);
@@ -192,5 +212,10 @@ describe('egress: external services and the allow-list', () => {
     const base = JSON.parse(readFileSync(order.configFile, 'utf8'));
     const bad = { ...base, outbound: { services: [], passthrough: false, externalServices: [externalService(), externalService({ name: 'dup' }), externalService({ name: 'plain', hosts: ['plain.example'], protocol: 'http' })] } };
     expect(() => parseSidecarConfig(bad)).toThrow(/already claimed[\s\S]*tls applies to protocol https only/);
+    // Strict like the rest of the contract: a misspelt field is an error, not ignored.
+    const typo = { ...base, outbound: { services: [], externalServices: [{ ...externalService(), tlsMode: 'SIMPLE' }] } };
+    expect(() => parseSidecarConfig(typo)).toThrow(/tlsMode/);
+    const wildcard = { ...base, outbound: { services: [], externalServices: [externalService({ hosts: ['*.example.com'] })] } };
+    expect(() => parseSidecarConfig(wildcard)).toThrow(/must be a lower-case DNS name/);
   });
 });
