@@ -38,7 +38,7 @@ async function startExternalHttps(ca: LocalCertificateAuthority, dnsName: string
     });
   });
   // An echo protocol behind Upgrade: what a WebSocket to the external host looks like on the wire.
-  server.on('upgrade', (req: import('node:http').IncomingMessage, socket: import('node:net').Socket) => {
+  server.on('upgrade', (_req: unknown, socket: import('node:net').Socket) => {
     socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: Upgrade\r\n\r\n');
     socket.pipe(socket);
   });
@@ -167,7 +167,9 @@ describe('egress: external services and the allow-list', () => {
   test('an Upgrade to the external host is spliced over the originated TLS connection', async () => {
     const order = await clientSidecar('upgrade', { externalServices: [externalService()], passthrough: false });
     const socket = connect(order.ports.outbound, '127.0.0.1');
-    onCleanup(() => socket.destroy());
+    onCleanup(() => {
+      socket.destroy();
+    });
     let received = '';
     socket.on('data', (d: Buffer) => {
       received += d.toString('latin1');
