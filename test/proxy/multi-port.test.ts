@@ -6,9 +6,10 @@
  * requests reach that port's server, over the mTLS connection whose SNI names the app port.
  */
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import type { SidecarConfigInput } from '../../src/config';
 import * as net from 'node:net';
-import { callOutbound, cleanup, rawExchange, ORDER_ID, PAYMENT_ID, sidecarPorts, SidecarProcess, startClientSidecar, startSidecar, startUpstream, subset, tempDir, TestPki, workloadConfig } from './harness';
+import { callOutbound, cleanup, onCleanup, rawExchange, ORDER_ID, PAYMENT_ID, sidecarPorts, SidecarProcess, startClientSidecar, startSidecar, startUpstream, subset, tempDir, TestPki, workloadConfig } from './harness';
 
 jest.setTimeout(60_000);
 
@@ -70,6 +71,62 @@ describe('two HTTP ports of one service', () => {
       const out = await rawExchange(order.ports.outbound, `GET /ws HTTP/1.1\r\nhost: ${authority}\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n`);
       expect(out).toMatch(/^HTTP\/1\.1 101 /);
       expect(out).toContain(`upgraded on port ${port()}`);
+    }
+  });
+});
+
+describe('two HTTP/2 (h2c) ports of one service', () => {
+  let order: SidecarProcess;
+  const ports: number[] = [];
+
+  beforeAll(async () => {
+    const dir = tempDir();
+    const pki = await TestPki.create(dir);
+    for (let i = 0; i < 2; i++) {
+      const sessions = new Set<http2.Http2Session>();
+      const app = http2.createServer((_req, res) => res.end(`h2 port ${ports[i]}`));
+      app.on('session', (s: http2.Http2Session) => {
+        sessions.add(s);
+        s.on('close', () => sessions.delete(s));
+      });
+      await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+      ports.push((app.address() as { port: number }).port);
+      onCleanup(() => new Promise<void>((resolve) => {
+        for (const s of sessions) s.destroy();
+        app.close(() => resolve());
+      }));
+    }
+    const base = workloadConfig({ name: 'payment', identity: PAYMENT_ID, ports: await sidecarPorts(), tls: await pki.workload('payment', PAYMENT_ID), appPort: ports[0], appProtocol: 'http2' });
+    const payment = await startSidecar(dir, 'payment', {
+      ...base,
+      workload: { ...base.workload, appPorts: [{ name: 'h2-a', port: ports[0], protocol: 'http2' }, { name: 'h2-b', port: ports[1], protocol: 'http2' }] },
+    } as SidecarConfigInput);
+    const service = (name: string, port: number, targetPort: number): NonNullable<NonNullable<SidecarConfigInput['outbound']>['services']>[number] => ({
+      name, namespace: 'shop', hosts: ['payment'], port, targetPort, protocol: 'http2',
+      subsets: [subset('v1', [{ sidecar: payment }])],
+      routes: [{ name: 'default', destinations: [{ subset: 'v1', weight: 100 }] }],
+    });
+    ({ sidecar: order } = await startClientSidecar(dir, pki, [service('payment-a', 9090, ports[0]), service('payment-b', 9091, ports[1])], {}, 'order', ORDER_ID));
+  });
+
+  afterAll(cleanup);
+
+  test('each port reaches its own h2c app over an h2 mTLS connection', async () => {
+    const client = http2.connect(order.url('outbound'));
+    client.on('error', () => undefined);
+    try {
+      const get = (authority: string): Promise<string> => new Promise((resolve, reject) => {
+        const req = client.request({ ':method': 'GET', ':path': '/', ':authority': authority });
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => resolve(body));
+        req.on('error', reject);
+        req.end();
+      });
+      expect(await get('payment:9090')).toBe(`h2 port ${ports[0]}`);
+      expect(await get('payment:9091')).toBe(`h2 port ${ports[1]}`);
+    } finally {
+      client.close();
     }
   });
 });
