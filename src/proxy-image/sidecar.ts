@@ -20,6 +20,7 @@ import { nativeHttpParser } from './http1/llhttp';
 import { errorMessage, log } from './log';
 import type { ProxyObserver } from './observer';
 import { OutboundProxy } from './outbound';
+import { unknownHostRefusal } from './external';
 import { hostWithoutPort } from './routing';
 import { buildState, ProxyState } from './state';
 import { appPortPools } from './app-port-pools';
@@ -458,7 +459,9 @@ export class Sidecar {
       return;
     }
     if (!this.state.config.outbound.passthrough) {
-      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      // Egress allow-list: the same refusal as a plain request's, with the host named.
+      const body = `${unknownHostRefusal(hostWithoutPort(m[1]))}\n`;
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       return;
     }
     const upstream = net.connect(Number(m[2]), m[1], () => {

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { request } from 'undici';
 import { parseSidecarConfig } from '../../src/config';
 import { LocalCertificateAuthority } from '../../src/local/certificate-authority';
-import { callOutbound, cleanup, echoHandler, freePort, onCleanup, ORDER_ID, sidecarPorts, sleep, startSidecar, startUpstream, tempDir, TestPki, workloadConfig } from './harness';
+import { callOutbound, cleanup, echoHandler, freePort, onCleanup, ORDER_ID, rawExchange, sidecarPorts, sleep, startSidecar, startUpstream, tempDir, TestPki, workloadConfig } from './harness';
 
 jest.setTimeout(60_000);
 afterAll(cleanup);
@@ -198,6 +198,11 @@ describe('egress: external services and the allow-list', () => {
     expect(requestCount(metrics, { destination_service: 'unknown', response_code: '502', response_flags: 'NR' })).toBe(2);
     expect(metrics).not.toContain('evil.example');
     expect((await callOutbound(order, EXTERNAL_HOST, '/ok')).status).toBe(200);
+
+    // A CONNECT tunnel (HTTPS_PROXY clients) to an unknown host is refused the same way.
+    const tunnel = await rawExchange(order.ports.outbound, `CONNECT evil.example:443 HTTP/1.1\r\nhost: evil.example:443\r\n\r\n`);
+    expect(tunnel.startsWith('HTTP/1.1 403')).toBe(true);
+    expect(tunnel).toContain('no route to unknown host "evil.example"');
   });
 
   test('passthrough mode: the unknown host is reached at its own address', async () => {
