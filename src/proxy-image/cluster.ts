@@ -180,9 +180,21 @@ export class SubsetCluster {
     return this.resolving;
   }
 
-  /** Picks a healthy endpoint, or undefined when none is available. */
-  public pick(): Endpoint | undefined {
-    const eps = this.endpoints;
+  /**
+   * Picks a healthy endpoint, or undefined when none is available. A retry passes the
+   * endpoints its request already tried: they are avoided while another healthy one exists
+   * (Envoy's previous_hosts retry predicate, which Istio sets on every route).
+   */
+  public pick(tried?: ReadonlySet<Endpoint>): Endpoint | undefined {
+    if (tried !== undefined && tried.size > 0) {
+      const now = Date.now();
+      const fresh = this.endpoints.filter((e) => !tried.has(e) && !e.isEjected(now));
+      if (fresh.length > 0) return this.pickAmong(fresh);
+    }
+    return this.pickAmong(this.endpoints);
+  }
+
+  private pickAmong(eps: readonly Endpoint[]): Endpoint | undefined {
     const n = eps.length;
     if (n === 0) return undefined;
     const now = Date.now();

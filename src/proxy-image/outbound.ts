@@ -317,9 +317,13 @@ export class OutboundProxy {
     let retries = 0;
     let lastFailure: { status: number; body: string; flag: string } | undefined;
     let endpoint: Endpoint | undefined;
+    // The endpoints this request tried, kept only when a retry may follow (no allocation on
+    // a request that gets a single try).
+    let tried: Set<Endpoint> | undefined;
     for (let tryNo = 1; tryNo <= maxTries; tryNo++) {
       if (clientGone) return endClientGone(obs, flags, retries);
-      endpoint = subset.pick();
+      endpoint = subset.pick(tried);
+      if (endpoint && tryNo < maxTries) (tried ??= new Set()).add(endpoint);
       if (!endpoint) {
         respond(res, obs, 503, 'no healthy upstream', [...flags, 'UH'], { retries, subset: subset.name, principal: subset.subset.identity });
         return;
