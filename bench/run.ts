@@ -8,7 +8,7 @@
  *   --warmup=S --duration=S warm-up and recorded seconds per fixed-rate run
  *   --max-duration=S        recorded seconds of each max-throughput run
  *   --connections=N         wrk connections for max throughput
- *   --only=direct,typemesh,typemesh-no-telemetry,nginx
+ *   --only=direct,typemesh,typemesh-no-telemetry,nginx,haproxy
  *                           floor-tls-relay,floor-node-http,floor-llhttp (the default: all of them)
  *   --no-floors             skip the floor pairs (bench/floors: minimal Node proxies shown beside the targets)
  *   --no-synth              skip the 100-service chart synthesis timing
@@ -17,22 +17,34 @@
  *   --node-args="..."       extra node flags for the sidecars, e.g. "--max-semi-space-size=2"
  *   --proxy-bundle=FILE     run this sidecar bundle instead of rebuilding dist/proxy/typemesh-proxy.js (A/B runs)
  *   --out=FILE              JSON output (default bench/results/latest.json)
+ *   --no-overload           skip the overload run
+ *   --overload-multiple=X   the overload run offers X times the sidecar pair's measured max throughput (default 2)
+ *   --overload-duration=S   recorded seconds of the overload run (default 10, --quick 3)
+ *   --overload-connections=N  connections of the overload run's generator (default 2048: above the
+ *                           sidecar's default admission limit of 1,024 requests in flight, so it must shed)
  *   --strict                exit 1 when a target FAILs
+ *   --help                  this text
+ *
+ * Targets are ratios to the nginx pair measured in the same run (PASS/FAIL), with the HAProxy
+ * pair's ratios printed beside them: see bench/lib/targets.ts and docs/performance.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadGeneratorOptions } from './load-generator';
 import { PROXY_BUNDLE, REPO_ROOT } from './lib/bundle';
-import { addedOver, FixedRateResult, measureFixedRate } from './lib/fixed-rate';
+import { request } from 'undici';
+import { addedOver, FixedRateResult, MeasuredProcess, measureFixedRate } from './lib/fixed-rate';
+import { HAPROXY_BINARY, haproxyAvailable } from './lib/haproxy';
 import { NGINX_BINARY, nginxAvailable } from './lib/nginx';
 import { AnonPeakSampler, cpuSeconds, peakRssBytes } from './lib/proc-stats';
 import { ProcessRegistry } from './lib/processes';
-import { BenchReport, formatReport, MaxThroughputResult, MemoryResult, SynthResult, TargetResult, TopologyDescription } from './lib/report';
+import { BenchReport, formatReport, MaxThroughputResult, MemoryResult, OverloadResult, SynthResult, TargetResult, TopologyDescription } from './lib/report';
+import { memoryTargets, PairFigures, ratioTargets } from './lib/targets';
 import { timeChartSynthesis } from './lib/synth-timing';
-import { DEFAULT_TOPOLOGY_IDS, FLOOR_IDS, startTopologies, TOPOLOGY_IDS } from './lib/topologies';
+import { ANCHOR_IDS, DEFAULT_TOPOLOGY_IDS, FLOOR_IDS, startTopologies, Topology, TOPOLOGY_IDS } from './lib/topologies';
 import { runWrk, wrkAvailable, writeWrkScript } from './lib/wrk';
 
 /** The whole run must end within this, whatever happens (the issue's bound is 10 minutes). */
@@ -54,6 +66,10 @@ interface Options {
   readonly proxyBundle?: string;
   readonly out: string;
   readonly strict: boolean;
+  readonly overload: boolean;
+  readonly overloadMultiple: number;
+  readonly overloadSeconds: number;
+  readonly overloadConnections: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -63,7 +79,8 @@ function parseOptions(argv: readonly string[]): Options {
     if (!m) throw new Error(`unknown argument "${arg}" (flags are --name or --name=value; see bench/run.ts)`);
     flags.set(m[1], m[2] ?? 'true');
   }
-  const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'no-floors', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict'];
+  const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'no-floors', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict',
+    'no-overload', 'overload-multiple', 'overload-duration', 'overload-connections', 'help'];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new Error(`unknown flag --${name} (known: ${known.map((k) => `--${k}`).join(', ')})`);
   }
@@ -97,7 +114,18 @@ function parseOptions(argv: readonly string[]): Options {
     proxyBundle: flags.get('proxy-bundle') ? path.resolve(flags.get('proxy-bundle')!) : undefined,
     out: path.resolve(flags.get('out') ?? path.join(results, quick ? 'quick.json.tmp' : 'latest.json')),
     strict: flags.has('strict'),
+    overload: !flags.has('no-overload'),
+    overloadMultiple: num('overload-multiple', 2),
+    overloadSeconds: num('overload-duration', quick ? 3 : 10),
+    overloadConnections: num('overload-connections', 2048),
   };
+}
+
+/** The usage text: this file's header comment. */
+function usage(): string {
+  const source = readFileSync(__filename, 'utf8');
+  const header = /\/\*\*([\s\S]*?)\*\//.exec(source)?.[1] ?? '';
+  return `${header.split('\n').map((l) => l.replace(/^ \* ?/, '')).join('\n').trim()}\n`;
 }
 
 const log = (msg: string): void => {
@@ -117,6 +145,7 @@ function environment(): Record<string, unknown> {
   return {
     node: process.version,
     nginx: nginxV.replace('nginx version: ', ''),
+    haproxy: haproxyAvailable() ? version(HAPROXY_BINARY, ['-v']).split('\n')[0].replace('HAProxy version ', '') : 'not installed',
     wrk: wrkAvailable() ? version('sh', ['-c', 'wrk -v 2>&1 | head -1']).split(' [')[0] : 'not installed',
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model,
@@ -125,11 +154,8 @@ function environment(): Record<string, unknown> {
   };
 }
 
-function evaluateTargets(fixed: readonly FixedRateResult[], memory: readonly MemoryResult[], synth: SynthResult): TargetResult[] {
+function evaluateTargets(fixed: readonly FixedRateResult[], maxResults: readonly MaxThroughputResult[], memory: readonly MemoryResult[], synth: SynthResult): TargetResult[] {
   const at1k = (id: string): FixedRateResult | undefined => fixed.find((f) => f.topology === id && f.rate === 1000);
-  const mesh = at1k('typemesh');
-  const nginx = at1k('nginx');
-  const status = (ok: boolean | undefined): 'PASS' | 'FAIL' | 'SKIP' => (ok === undefined ? 'SKIP' : ok ? 'PASS' : 'FAIL');
   /** A figure of each floor pair measured in this run, formatted; undefined when no floor ran. */
   const floorsOf = (figure: (id: string) => string | undefined): Record<string, string> | undefined => {
     const out: Record<string, string> = {};
@@ -139,51 +165,82 @@ function evaluateTargets(fixed: readonly FixedRateResult[], memory: readonly Mem
     }
     return Object.keys(out).length ? out : undefined;
   };
-  const targets: TargetResult[] = [];
-  const meshP90 = mesh?.addedMs?.p90;
-  targets.push({
-    name: 'added p90 @1,000 rps, sidecar pair', target: '<= 0.250 ms',
-    measured: meshP90 === undefined ? 'not measured' : `${meshP90.toFixed(3)} ms`,
-    status: status(meshP90 === undefined ? undefined : meshP90 <= 0.25),
-    floors: floorsOf((id) => {
-      const p90 = at1k(id)?.addedMs?.p90;
-      return p90 === undefined ? undefined : `${p90.toFixed(3)} ms`;
-    }),
-  });
-  const nginxP90 = nginx?.addedMs?.p90;
-  targets.push({
-    name: 'added p90 @1,000 rps, sidecar pair vs nginx pair', target: '<= nginx',
-    measured: meshP90 === undefined || nginxP90 === undefined ? 'not measured' : `${meshP90.toFixed(3)} vs ${nginxP90.toFixed(3)} ms`,
-    status: status(meshP90 === undefined || nginxP90 === undefined ? undefined : meshP90 <= nginxP90),
-  });
-  for (const role of ['outbound', 'inbound']) {
-    const cpu = mesh?.cpu.find((c) => c.role === role)?.cpuSecondsPer1kRequests;
-    targets.push({
-      name: `vCPU per 1,000 rps, ${role} sidecar`, target: '<= 0.200',
-      measured: cpu === undefined ? 'not measured' : cpu.toFixed(3),
-      status: status(cpu === undefined ? undefined : cpu <= 0.2),
-      floors: floorsOf((id) => at1k(id)?.cpu.find((c) => c.role === role)?.cpuSecondsPer1kRequests.toFixed(3)),
-    });
-  }
-  for (const role of ['outbound', 'inbound']) {
-    const rss = memory.find((m) => m.topology === 'typemesh' && m.role === role)?.peakRssMBAtFixedRates;
-    targets.push({
-      name: `peak RSS at <= 1,000 rps, ${role} sidecar`, target: '<= 40 MB',
-      measured: rss === undefined ? 'not measured' : `${rss.toFixed(1)} MB`,
-      status: status(rss === undefined ? undefined : rss <= 40),
-      floors: floorsOf((id) => {
-        const f = memory.find((m) => m.topology === id && m.role === role)?.peakRssMBAtFixedRates;
-        return f === undefined ? undefined : `${f.toFixed(1)} MB`;
-      }),
-    });
-  }
+  const pair = (id: string): PairFigures => {
+    const f = at1k(id);
+    const cpu = f?.cpu.filter((c) => c.role === 'outbound' || c.role === 'inbound');
+    return {
+      cpuPer1k: cpu && cpu.length === 2 ? cpu[0].cpuSecondsPer1kRequests + cpu[1].cpuSecondsPer1kRequests : undefined,
+      maxRps: maxResults.find((m) => m.topology === id)?.requestsPerSecond,
+      addedP90Ms: f?.addedMs?.p90,
+    };
+  };
+  const anchors: Record<string, PairFigures> = {};
+  for (const id of ANCHOR_IDS) anchors[id] = pair(id);
+  const ratios = ratioTargets(pair('typemesh'), anchors, 'nginx');
+  // The floors beside the ratio rows, in the same units.
+  const floorCells = [
+    floorsOf((id) => pair(id).cpuPer1k?.toFixed(3)),
+    floorsOf((id) => pair(id).maxRps?.toFixed(0)),
+    floorsOf((id) => pair(id).addedP90Ms?.toFixed(3)),
+  ];
+  const targets: TargetResult[] = ratios.map((t, i) => ({ ...t, floors: floorCells[i] }));
+  targets.push(...memoryTargets(['outbound', 'inbound'].map((role) => {
+    const m = memory.find((x) => x.topology === 'typemesh' && x.role === role);
+    return { role, rssMB: m?.peakRssMBAtFixedRates, privateMB: m?.peakAnonMBAtFixedRates };
+  })));
   const synthMs = 'skipped' in synth ? undefined : synth.constructMs + synth.synthMs;
   targets.push({
     name: `${'skipped' in synth ? 100 : synth.services}-service chart synthesis`, target: '< 2,000 ms',
     measured: synthMs === undefined ? `skipped (${(synth as { skipped: string }).skipped})` : `${synthMs.toFixed(0)} ms`,
-    status: status(synthMs === undefined ? undefined : synthMs < 2000),
+    status: synthMs === undefined ? 'SKIP' : synthMs < 2000 ? 'PASS' : 'FAIL',
   });
   return targets;
+}
+
+/** Requests the sidecars shed (typemesh_requests_total with response_flags="OL"), summed over their admin ports. */
+async function shedCount(adminPorts: readonly number[]): Promise<number> {
+  let sum = 0;
+  for (const port of adminPorts) {
+    const res = await request(`http://127.0.0.1:${port}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
+    const text = await res.body.text();
+    for (const line of text.split('\n')) {
+      if (line.startsWith('typemesh_requests_total{') && line.includes('response_flags="OL"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+/**
+ * The overload run: the TypeMesh pair offered `multiple` x its own max throughput of this run,
+ * open loop, over more connections than its admission limit, so it must shed rather than queue.
+ */
+async function overloadRun(opts: Options, registry: ProcessRegistry, generatorBundle: string, upstream: MeasuredProcess, upstreamPort: number,
+  ready: readonly Topology[], maxResults: readonly MaxThroughputResult[]): Promise<OverloadResult> {
+  if (!opts.overload) return { skipped: 'disabled with --no-overload' };
+  const t = ready.find((x) => x.id === 'typemesh');
+  if (!t || !t.adminPorts) return { skipped: 'the typemesh pair did not run' };
+  const max = maxResults.find((m) => m.topology === 'typemesh')?.requestsPerSecond;
+  if (!max) return { skipped: 'no max throughput of the typemesh pair (wrk missing?)' };
+  const offered = Math.round(max * opts.overloadMultiple);
+  const shedBefore = await shedCount(t.adminPorts);
+  const result = await measureFixedRate({
+    registry, generatorBundle, topology: t.id, measured: [...t.proxies, upstream], upstreamOrigin: `http://127.0.0.1:${upstreamPort}`,
+    generator: {
+      origin: t.origin, host: t.host, path: '/bench', rate: offered, warmupSeconds: Math.min(2, opts.warmupSeconds), durationSeconds: opts.overloadSeconds,
+      connections: opts.overloadConnections, requestBytes: REQUEST_BYTES, drainSeconds: 10,
+    },
+  });
+  const shedOL = (await shedCount(t.adminPorts)) - shedBefore;
+  const l = result.latencyMs;
+  return {
+    topology: t.id, offeredRps: offered, multiple: opts.overloadMultiple, connections: opts.overloadConnections,
+    scheduled: result.scheduled, ok: result.ok, shedOL, errorKinds: result.errorKinds, achievedRps: result.achievedRps,
+    admittedLatencyMs: { p50: l.p50, p90: l.p90, p99: l.p99, max: l.max },
+    admittedServiceMs: { p50: result.serviceTimeMs.p50, p90: result.serviceTimeMs.p90, p99: result.serviceTimeMs.p99, max: result.serviceTimeMs.max },
+    generatorLagP99Ms: result.sendLagMs.p99,
+    generatorCpuCores: result.generatorCpuCores,
+    cpuCores: Object.fromEntries(result.cpu.map((c) => [c.role, c.cores])),
+  };
 }
 
 async function main(opts: Options, registry: ProcessRegistry, tmp: string): Promise<number> {
@@ -257,6 +314,11 @@ async function main(opts: Options, registry: ProcessRegistry, tmp: string): Prom
     }
   }
 
+  // After the max-throughput runs: the overload run needs the pair's capacity of this run.
+  const overload = await overloadRun(opts, registry, helpers.loadGenerator, upstream, upstreamPort, ready, maxResults);
+  if ('skipped' in overload) log(`overload run skipped: ${overload.skipped}`);
+  else log(`overload @ ${overload.offeredRps} rps: ${overload.ok} served, ${overload.shedOL} shed (OL), admitted p99 ${overload.admittedLatencyMs.p99.toFixed(1)} ms`);
+
   anonSampler.stop();
   const memoryOf = (topology: string, role: string, pid: number): MemoryResult => ({
     topology, role,
@@ -302,7 +364,8 @@ async function main(opts: Options, registry: ProcessRegistry, tmp: string): Prom
     maxThroughput: maxResults,
     memory,
     synth,
-    targets: evaluateTargets(fixed, memory, synth),
+    overload,
+    targets: evaluateTargets(fixed, maxResults, memory, synth),
     skipped,
   };
   const text = formatReport(report);
@@ -340,6 +403,10 @@ if (require.main === module) {
   });
   const hardLimit = setTimeout(() => abort(124, `the bench exceeded its ${HARD_LIMIT_MS / 60000} minute limit`), HARD_LIMIT_MS);
   hardLimit.unref();
+  if (process.argv.includes('--help')) {
+    process.stdout.write(usage());
+    process.exit(0);
+  }
   let opts: Options;
   try {
     opts = parseOptions(process.argv.slice(2));

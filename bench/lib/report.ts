@@ -42,7 +42,39 @@ export interface TargetResult {
   readonly status: TargetStatus;
   /** The same figure for the floor pairs of this run (floor id -> value), where one applies. */
   readonly floors?: Readonly<Record<string, string>>;
+  /** The anchors' figures of this run and the sidecar pair's ratio to each (anchor id -> "figure (ratio)"). */
+  readonly anchors?: Readonly<Record<string, string>>;
 }
+
+/**
+ * The overload run: the sidecar pair offered a multiple of its own measured max throughput,
+ * open loop, with more connections than its admission limit, so that it must shed.
+ */
+export type OverloadResult = {
+  readonly topology: string;
+  /** Offered requests per second (multiple x the pair's max throughput of this run). */
+  readonly offeredRps: number;
+  readonly multiple: number;
+  readonly connections: number;
+  readonly scheduled: number;
+  /** Requests answered 200 (admitted and served). */
+  readonly ok: number;
+  /** Requests answered 503 by the sidecars' admission control (flag OL in their metrics). */
+  readonly shedOL: number;
+  /** Every failure by kind (status 503 includes the shed ones; shedOL is from the sidecars' metrics). */
+  readonly errorKinds: Readonly<Record<string, number>>;
+  readonly achievedRps: number;
+  /** Latency of the admitted requests from their intended send time (ms): includes the generator's own lateness. */
+  readonly admittedLatencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
+  /** Latency of the admitted requests from their actual dispatch (ms): what the proxies (and the kernel's queues) added. */
+  readonly admittedServiceMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
+  /** How late the generator dispatched (ms, p99): when high, the machine (not the proxy) could not keep up with the schedule. */
+  readonly generatorLagP99Ms: number;
+  /** The generator's CPU use in cores. */
+  readonly generatorCpuCores: number;
+  /** Cores each measured process used over the recorded window (outbound, inbound, upstream). */
+  readonly cpuCores: Readonly<Record<string, number>>;
+} | { readonly skipped: string };
 
 /** A topology as described in the report. */
 export interface TopologyDescription {
@@ -62,6 +94,8 @@ export interface BenchReport {
   readonly memory: readonly MemoryResult[];
   readonly synth: SynthResult;
   readonly targets: readonly TargetResult[];
+  /** Graceful overload at a multiple of the pair's capacity (absent in reports written before it). */
+  readonly overload?: OverloadResult;
   /** Topologies that could not run, and why. */
   readonly skipped: Readonly<Record<string, string>>;
 }
@@ -77,6 +111,20 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 
 const cpuCell = (cpu: readonly ProcessCpu[]): string => cpu.filter((c) => c.role !== 'upstream')
   .map((c) => `${c.role} ${c.cpuSecondsPer1kRequests.toFixed(3)}`).join(', ') || '-';
+
+/** The overload run's paragraph. */
+export function formatOverload(o: OverloadResult): string {
+  if ('skipped' in o) return `Overload run: skipped (${o.skipped}).`;
+  const other = Object.entries(o.errorKinds).filter(([k]) => k !== 'status 503').map(([k, v]) => `${k}: ${v}`).join(', ');
+  return [
+    `Overload: ${o.topology} offered ${o.offeredRps.toFixed(0)} rps (${o.multiple}x its max throughput above), open loop over ${o.connections} connections.`,
+    table(['scheduled', 'served 200', 'served rps', 'shed 503 (OL)', 'other errors', 'admitted p50', 'p90', 'p99', 'max', 'service p50', 'p90', 'p99', 'gen lag p99', 'gen cores'],
+      [[String(o.scheduled), String(o.ok), o.achievedRps.toFixed(0), String(o.shedOL), other || '0',
+        ms(o.admittedLatencyMs.p50), ms(o.admittedLatencyMs.p90), ms(o.admittedLatencyMs.p99), ms(o.admittedLatencyMs.max),
+        ms(o.admittedServiceMs.p50), ms(o.admittedServiceMs.p90), ms(o.admittedServiceMs.p99), ms(o.generatorLagP99Ms), o.generatorCpuCores.toFixed(2)]]),
+    `admitted = from the intended send time (open loop); service = from the actual dispatch; gen lag = how late the generator itself dispatched. Cores used: ${Object.entries(o.cpuCores).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}.`,
+  ].join('\n');
+}
 
 /** The plain-text tables of a report. */
 export function formatReport(r: BenchReport): string {
@@ -107,11 +155,16 @@ export function formatReport(r: BenchReport): string {
   if ('skipped' in r.synth) out.push(`Chart synthesis: skipped (${r.synth.skipped}).`);
   else out.push(`Chart synthesis: ${r.synth.services} MeshServices, construct ${r.synth.constructMs.toFixed(0)} ms + synth ${r.synth.synthMs.toFixed(0)} ms, ${r.synth.objects} objects, ${(r.synth.yamlBytes / 1024).toFixed(0)} KiB of YAML.`);
   for (const [topology, why] of Object.entries(r.skipped)) out.push(`Skipped topology ${topology}: ${why}`);
+  if (r.overload) {
+    out.push('');
+    out.push(formatOverload(r.overload));
+  }
   out.push('');
-  out.push('Targets:');
+  out.push('Targets (ratios to the anchors measured in this run; PASS/FAIL against nginx, the pair\'s ratio to each anchor in brackets):');
+  const anchorIds = [...new Set(r.targets.flatMap((t) => Object.keys(t.anchors ?? {})))];
   const floorIds = [...new Set(r.targets.flatMap((t) => Object.keys(t.floors ?? {})))];
-  out.push(table(['status', 'target', 'required', 'measured', ...floorIds.map((f) => `${f} (same run)`)],
-    r.targets.map((t) => [t.status, t.name, t.target, t.measured, ...floorIds.map((f) => t.floors?.[f] ?? '-')])));
+  out.push(table(['status', 'target', 'required', 'measured', ...anchorIds.map((a) => `${a} (same run)`), ...floorIds.map((f) => `${f} (same run)`)],
+    r.targets.map((t) => [t.status, t.name, t.target, t.measured, ...anchorIds.map((a) => t.anchors?.[a] ?? '-'), ...floorIds.map((f) => t.floors?.[f] ?? '-')])));
   if (floorIds.length) {
     out.push('Floors: minimal Node proxy pairs on the same ports, certificates and upstream (bench/floors). floor-tls-relay moves');
     out.push('the bytes through TLS with no HTTP at all: a target below it cannot be met by any Node.js proxy on this machine.');

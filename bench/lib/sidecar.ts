@@ -107,6 +107,8 @@ export interface SidecarPair {
   readonly inbound: BenchProcess;
   /** What the client calls (with Host: UPSTREAM_HOST). */
   readonly entryPort: number;
+  /** The admin ports (/metrics) of the outbound and inbound sidecars. */
+  readonly adminPorts: readonly number[];
 }
 
 /** Writes both configs into dir and starts the pair; resolves when both listen. */
@@ -146,5 +148,5 @@ export async function startSidecarPair(opts: {
     { cwd: opts.dir, stdoutFile: path.join(logDir, `${label}-outbound.stdout.log`) });
   await waitForPort(serverPorts.inboundPort, inbound);
   await waitForPort(clientPorts.outboundPort, outbound);
-  return { inbound, outbound, entryPort: clientPorts.outboundPort };
+  return { inbound, outbound, entryPort: clientPorts.outboundPort, adminPorts: [clientPorts.adminPort, serverPorts.adminPort] };
 }

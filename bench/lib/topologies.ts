@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { bundleFloor, bundleHelpers, bundleProxy } from './bundle';
 import { BenchCertificates } from './certs';
 import type { MeasuredProcess } from './fixed-rate';
+import { HAPROXY_BINARY, haproxyAvailable, inboundHaproxyConf, outboundHaproxyConf, startHaproxy, writeCombinedPem } from './haproxy';
 import { inboundNginxConf, NGINX_BINARY, nginxAvailable, outboundNginxConf, startNginx } from './nginx';
 import { freePort, ProcessRegistry } from './processes';
 import { CLIENT_ACCOUNT, NAMESPACE, SERVER_ACCOUNT, SidecarTelemetry, startSidecarPair, TRUST_DOMAIN, UPSTREAM_HOST } from './sidecar';
@@ -22,10 +23,15 @@ export interface Topology {
   readonly host?: string;
   /** Proxy processes whose CPU and memory are reported (empty for direct). */
   readonly proxies: readonly MeasuredProcess[];
+  /** TypeMesh pairs: the sidecars' admin ports (/metrics), for the overload run's shed count. */
+  readonly adminPorts?: readonly number[];
 }
 
 /** Every topology id, in the order they are measured. */
-export const TOPOLOGY_IDS = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx', 'floor-tls-relay', 'floor-node-http', 'floor-llhttp'] as const;
+export const TOPOLOGY_IDS = ['direct', 'typemesh', 'typemesh-no-telemetry', 'nginx', 'haproxy', 'floor-tls-relay', 'floor-node-http', 'floor-llhttp'] as const;
+
+/** The anchors: mature proxies on the same two-hop mTLS topology; the targets are ratios to them (nginx decides PASS/FAIL). */
+export const ANCHOR_IDS: readonly string[] = ['nginx', 'haproxy'];
 
 /** What a run measures unless --only or --no-floors say otherwise. */
 export const DEFAULT_TOPOLOGY_IDS: readonly string[] = TOPOLOGY_IDS;
@@ -133,6 +139,7 @@ export async function startTopologies(opts: {
       topologies.push({
         id: variant.id, description: variant.description, origin: `http://127.0.0.1:${pair.entryPort}`, host: UPSTREAM_HOST,
         proxies: [{ role: 'outbound', pid: pair.outbound.pid }, { role: 'inbound', pid: pair.inbound.pid }],
+        adminPorts: pair.adminPorts,
       });
     } catch (e) {
       skipped[variant.id] = `the sidecar pair did not start: ${(e as Error).message}`;
@@ -175,6 +182,30 @@ export async function startTopologies(opts: {
         });
       } catch (e) {
         skipped.nginx = `the nginx pair did not start: ${(e as Error).message}`;
+      }
+    }
+  }
+
+  if (wanted('haproxy')) {
+    if (!haproxyAvailable()) {
+      skipped.haproxy = `${HAPROXY_BINARY} is not installed (apt-get install haproxy)`;
+    } else {
+      try {
+        const inboundPort = await freePort();
+        const outboundPort = await freePort();
+        const inPrefix = path.join(tmp, 'haproxy-inbound');
+        const outPrefix = path.join(tmp, 'haproxy-outbound');
+        const hIn = await startHaproxy(registry, 'haproxy inbound', inPrefix,
+          inboundHaproxyConf(inboundPort, upstreamPort, writeCombinedPem(inPrefix, serverCert), serverCert.caFile), inboundPort);
+        const hOut = await startHaproxy(registry, 'haproxy outbound', outPrefix,
+          outboundHaproxyConf(outboundPort, inboundPort, writeCombinedPem(outPrefix, clientCert), clientCert.caFile, UPSTREAM_HOST), outboundPort);
+        topologies.push({
+          id: 'haproxy', description: 'client -> haproxy #1 -> mTLS -> haproxy #2 -> upstream (1 thread each, connection reuse, access log to a file)',
+          origin: `http://127.0.0.1:${outboundPort}`, host: UPSTREAM_HOST,
+          proxies: [{ role: 'outbound', pid: hOut.pid }, { role: 'inbound', pid: hIn.pid }],
+        });
+      } catch (e) {
+        skipped.haproxy = `the haproxy pair did not start: ${(e as Error).message}`;
       }
     }
   }
