@@ -22,6 +22,8 @@ export interface AgentTls {
   readonly alpn?: readonly string[];
   /** Verify the server's certificate against caFile. @default true when caFile is set */
   readonly verifyServer?: boolean;
+  /** The SNI sent. @default the host when it is a name, none for an address */
+  readonly servername?: string;
 }
 
 /** One piece of what the client sends: bytes (latin1), sent after waiting delayMs. */
@@ -148,7 +150,7 @@ function exchange(req: ExchangeRequest): Promise<ExchangeResult> {
         rejectUnauthorized: verify,
         // Mesh certificates name a SPIFFE ID, not a host name: only the chain is checked here.
         checkServerIdentity: () => undefined,
-        servername: net.isIP(req.host) ? undefined : req.host,
+        servername: t.servername ?? (net.isIP(req.host) ? undefined : req.host),
       }, () => {
         secureConnected = true;
         writeFrom(0);
