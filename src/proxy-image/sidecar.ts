@@ -218,7 +218,7 @@ export class Sidecar {
       this.gateway = new GatewayListeners(opts.config.gateway, { config: () => this.state.config, httpServer: (h) => this.httpServer(this.admission.wrap('gateway', 'outbound', h)), forward: this.outbound.handle });
     }
 
-    this.tcpOutbound = new TcpOutbound({ state: getState, observer: this.observer, identity });
+    this.tcpOutbound = new TcpOutbound({ state: getState, observer: this.observer, identity, onStreamClosed: () => this.drainProgress() });
     this.tcpInbound = new TcpInbound({ state: getState, observer: this.observer });
 
     // Inbound: a TCP front that routes each connection to TLS or (PERMISSIVE) plaintext HTTP.
@@ -642,7 +642,8 @@ export class Sidecar {
     this.gateway?.close();
     for (const [socket, active] of this.downstream) if (active === 0 && !this.appConnections.has(socket)) socket.end();
     log('info', 'drain window over: inbound listener closed', { inFlight: this.inFlight, appConnections: this.appConnections.size });
-    await this.drainUntil(() => this.appConnections.size === 0 && this.inFlight === 0, timeoutMs);
+    // The app's TCP streams (tcpOutbound) are app connections too: they may finish their work.
+    await this.drainUntil(() => this.appConnections.size === 0 && this.tcpOutbound.size === 0 && this.inFlight === 0, timeoutMs);
     this.outboundFront.close();
     this.tcpOutbound.close();
     for (const twin of this.twins.outbound) twin.close();

@@ -22,6 +22,8 @@ export interface TcpOutboundDeps {
   readonly state: () => ProxyState;
   readonly observer: ProxyObserver;
   readonly identity: WorkloadIdentity;
+  /** Called when an app connection closes (drain waits for them). */
+  readonly onStreamClosed?: () => void;
 }
 
 interface Candidate {
@@ -87,7 +89,10 @@ export class TcpOutbound {
     socket.pause();
     socket.on('error', () => undefined);
     this.streams.add(socket);
-    socket.once('close', () => this.streams.delete(socket));
+    socket.once('close', () => {
+      this.streams.delete(socket);
+      this.deps.onStreamClosed?.();
+    });
     // The service as the current config has it (a reload may have changed its endpoints).
     const svc = this.deps.state().config.outbound.tcpServices.find((s) => s.name === name);
     if (!svc) {

@@ -72,6 +72,7 @@ describe('meshed TCP', () => {
   let order: SidecarProcess;
   let orderListener: number;
   let rogueListener: number;
+  let client: (name: string, identity: string, drainTimeoutMs?: number) => Promise<{ sidecar: SidecarProcess; listener: number }>;
 
   beforeAll(async () => {
     const dir = tempDir();
@@ -83,9 +84,9 @@ describe('meshed TCP', () => {
       workload: { ...dbConfig.workload, appPorts: [{ name: 'redis', port: echo.port, protocol: 'tcp' }] },
       inbound: { app: { address: '127.0.0.1', port: echo.port }, authorization: { rules: [{ name: 'order-only', action: 'ALLOW', principals: [ORDER_ID] }] } },
     }));
-    const client = async (name: string, identity: string): Promise<{ sidecar: SidecarProcess; listener: number }> => {
+    client = async (name, identity, drainTimeoutMs) => {
       const listener = await freePort();
-      const config = workloadConfig({ name, identity, ports: await sidecarPorts(), tls: await pki.workload(name, identity), appPort: await freePort() });
+      const config = workloadConfig({ name, identity, ports: await sidecarPorts(), tls: await pki.workload(name, identity), appPort: await freePort(), drainTimeoutMs });
       const tcpServices = [{ name: 'db', namespace: 'shop', port: 6379, targetPort: echo.port, listenerPort: listener, subsets: [subset('v1', [{ sidecar: db }], DB_ID)] }];
       return { sidecar: await startSidecar(dir, name, withMetrics({ ...config, outbound: { ...config.outbound, tcpServices } })), listener };
     };
@@ -125,6 +126,31 @@ describe('meshed TCP', () => {
     });
     expect(received).toBe('');
     expect(echo.connections()).toBe(connections);
+  });
+
+  test('draining: an open stream keeps working after SIGTERM, and the sidecar exits 0 once it closes', async () => {
+    const { sidecar, listener } = await client('order-drain', ORDER_ID, 60_000);
+    const socket = net.connect(listener, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const roundTrip = (text: string): Promise<string> => new Promise((resolve) => {
+      let got = '';
+      const onData = (c: Buffer): void => {
+        got += c.toString();
+        if (got.length >= text.length) {
+          socket.removeListener('data', onData);
+          resolve(got);
+        }
+      };
+      socket.on('data', onData);
+      socket.once('close', () => resolve(got));
+      socket.write(text);
+    });
+    expect(await roundTrip('before the drain\n')).toBe('before the drain\n');
+    const exited = sidecar.stop('SIGTERM', 90_000);
+    await sidecar.waitForLog('drain window over');
+    expect(await roundTrip('during the drain\n')).toBe('during the drain\n');
+    socket.end();
+    expect(await exited).toBe(0);
   });
 
   test('both sidecars count the streams and their bytes, labelled with both ends', async () => {
