@@ -153,6 +153,15 @@ describe('meshed TCP', () => {
     expect(await exited).toBe(0);
   });
 
+  test('a reload that moves a TCP service\'s listener is refused and the running listener keeps serving', async () => {
+    const { sidecar, listener } = await client('order-reload', ORDER_ID);
+    const config = JSON.parse(readFileSync(sidecar.configFile, 'utf8'));
+    config.outbound.tcpServices[0].listenerPort = await freePort();
+    sidecar.writeConfig(config);
+    await sidecar.waitForLog('TCP services cannot be added, removed or moved');
+    expect((await exchange(listener, 'still here\r\n')).received).toBe('still here\r\n');
+  });
+
   test('both sidecars count the streams and their bytes, labelled with both ends', async () => {
     const payload = 'x'.repeat(1000);
     const r = await exchange(orderListener, payload);
