@@ -52,6 +52,11 @@ export interface InjectOptions {
    */
   readonly version?: string;
   /**
+   * The workload's namespace, one of the mesh's (for an object that sets none).
+   * @default - the object's metadata.namespace, else the mesh's home namespace
+   */
+  readonly namespace?: string;
+  /**
    * The ServiceAccount the pods run as; the workload's SPIFFE identity is
    * `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccountName>`. A pod template that names
    * another account is refused at synth.
@@ -147,10 +152,12 @@ export class InjectedWorkload extends Construct {
     checkDnsLabel(this, 'name', this.workloadName, 'batch-worker');
     this.version = props.version ?? 'v1';
     checkDnsLabel(this, 'version', this.version, 'v1');
-    this.namespace = obj.metadata.namespace ?? this.mesh.namespace;
-    if (this.namespace !== this.mesh.namespace) {
-      fail({ construct: this, prop: 'workload', value: `${obj.kind} ${obj.name} in namespace ${this.namespace}`, problem: `is not in the mesh's namespace ${this.mesh.namespace}: its certificate's Issuer is namespaced`, fix: `put the workload in namespace ${this.mesh.namespace} (or leave metadata.namespace unset)` });
+    const own = obj.metadata.namespace;
+    if (own !== undefined && props.namespace !== undefined && own !== props.namespace) {
+      fail({ construct: this, prop: 'namespace', value: props.namespace, problem: `differs from the namespace of ${obj.kind} ${obj.name} (${own})`, fix: 'omit `namespace` (the object\'s is used), or make them equal' });
     }
+    this.namespace = own ?? props.namespace ?? this.mesh.namespace;
+    this.mesh._checkNamespace(this, own !== undefined ? 'workload.metadata.namespace' : 'namespace', this.namespace);
     this.serviceAccountName = props.serviceAccountName ?? workloadServiceAccount(props.workload) ?? this.workloadName;
     checkDnsLabel(this, 'serviceAccountName', this.serviceAccountName, this.workloadName);
     this.identity = spiffeIdFor(this.mesh.trustDomain, this.namespace, this.serviceAccountName);
@@ -242,7 +249,7 @@ export class InjectedWorkload extends Construct {
         probes: (container ? appProbesOf(container, ports) : []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
-      outbound: { services: this.destinations.map((d) => d.outboundService()), ...this.mesh._egressConfig() },
+      outbound: { services: this.destinations.map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
       telemetry: {
         metrics: { enabled: t.metricsEnabled },
         tracing: t.tracing

@@ -224,6 +224,13 @@ export interface MeshServiceProps {
    */
   readonly serviceAccountName?: string;
   /**
+   * The namespace of the service's objects: one of the mesh's `namespaces`. Its identity is
+   * `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccountName>`, its name
+   * `<name>.<namespace>.svc.<clusterDomain>`.
+   * @default - the mesh's home namespace
+   */
+  readonly namespace?: string;
+  /**
    * How callers pick an endpoint.
    * @default LoadBalancerPolicy.LEAST_REQUEST
    */
@@ -323,6 +330,8 @@ export class MeshService extends Construct {
   public readonly mesh: Mesh;
   /** The service's name. */
   public readonly serviceName: string;
+  /** The namespace of the service's objects (one of the mesh's). */
+  public readonly namespace: string;
   /** The ServiceAccount's name. */
   public readonly serviceAccountName: string;
   /** The SPIFFE ID of every workload of the service. */
@@ -346,9 +355,11 @@ export class MeshService extends Construct {
     this.mesh = props.mesh;
     checkDnsLabel(this, 'name', props.name, 'payment-service');
     this.serviceName = props.name;
+    this.namespace = props.namespace ?? this.mesh.namespace;
+    this.mesh._checkNamespace(this, 'namespace', this.namespace);
     this.serviceAccountName = props.serviceAccountName ?? props.name;
     checkDnsLabel(this, 'serviceAccountName', this.serviceAccountName, props.name);
-    this.identity = spiffeIdFor(this.mesh.trustDomain, this.mesh.namespace, this.serviceAccountName);
+    this.identity = spiffeIdFor(this.mesh.trustDomain, this.namespace, this.serviceAccountName);
     this.loadBalancer = props.loadBalancer ?? LoadBalancerPolicy.LEAST_REQUEST;
     this.ports = this.validatePorts(props.ports ?? [{ port: 80, targetPort: 8080 }]);
     this.telemetry = resolveServiceTelemetry(this, this.mesh._telemetry, props.telemetry);
@@ -399,7 +410,7 @@ export class MeshService extends Construct {
 
   /** The ClusterIP Service's DNS name, e.g. `payment-service.shop.svc.cluster.local`. */
   public get fqdn(): string {
-    return `${this.serviceName}.${this.mesh.namespace}.svc.${this.mesh.clusterDomain}`;
+    return `${this.serviceName}.${this.namespace}.svc.${this.mesh.clusterDomain}`;
   }
 
   /** The mesh port: the first port callers use. */
@@ -605,13 +616,15 @@ export class MeshService extends Construct {
    * (one per version, discovered through the version's headless Service), routes and
    * connection policy.
    */
-  public outboundService(): OutboundServiceInput {
-    const ns = this.mesh.namespace;
+  public outboundService(callerNamespace: string = this.namespace): OutboundServiceInput {
+    const ns = this.namespace;
+    // The bare name resolves in the caller's own namespace: a host only for callers of this one.
+    const shortName = callerNamespace === ns ? [this.serviceName] : [];
     const first = this.versionNames[0];
     return {
       name: this.serviceName,
       namespace: ns,
-      hosts: [this.serviceName, `${this.serviceName}.${ns}`, `${this.serviceName}.${ns}.svc`, this.fqdn],
+      hosts: [...shortName, `${this.serviceName}.${ns}`, `${this.serviceName}.${ns}.svc`, this.fqdn],
       port: this.port,
       protocol: this.ports[0].protocol,
       subsets: this.versionNames.map((v) => ({
@@ -649,7 +662,7 @@ export class MeshService extends Construct {
       kind: SIDECAR_CONFIG_KIND,
       workload: {
         name: this.serviceName,
-        namespace: this.mesh.namespace,
+        namespace: this.namespace,
         version,
         serviceAccount: this.serviceAccountName,
         identity: this.identity,
@@ -668,7 +681,7 @@ export class MeshService extends Construct {
         probes: (this.probesByVersion.get(version) ?? []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
-      outbound: { services: this.destinations.map((d) => d.outboundService()), ...this.mesh._egressConfig() },
+      outbound: { services: this.destinations.map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
       telemetry: {
         metrics: { enabled: t.metricsEnabled },
         tracing: t.tracing
@@ -700,7 +713,11 @@ export class MeshService extends Construct {
   private checkSameMesh(other: MeshService, prop: string, by: IConstruct = this): void {
     if (!(other instanceof MeshService) || other.mesh !== this.mesh || !this.mesh._isRegistered(other)) {
       const name = other instanceof MeshService ? other.serviceName : String(other);
-      fail({ construct: by, prop, value: name, problem: `the service is not part of the mesh of ${this.serviceName} (namespace ${this.mesh.namespace})`, fix: 'reference a MeshService of the same Mesh, or Source.principal()/Source.namespace() for peers outside it' });
+      const owner = other instanceof MeshService && other.mesh !== this.mesh
+        ? `: it belongs to the other mesh ${other.mesh.node.path} (namespaces ${other.mesh.namespaces.join(', ')})`
+        : '';
+      const problem = `the service is not part of the mesh of ${this.serviceName} (${this.mesh.node.path}, namespaces ${this.mesh.namespaces.join(', ')})${owner}`;
+      fail({ construct: by, prop, value: name, problem, fix: 'reference a MeshService of the same Mesh (a Mesh spans several namespaces with `namespaces`), or Source.principal()/Source.namespace() for peers outside it' });
     }
   }
 
@@ -760,7 +777,7 @@ export class MeshService extends Construct {
   }
 
   private synthesizeServiceObjects(): void {
-    const ns = this.mesh.namespace;
+    const ns = this.namespace;
     new ApiObject(this, 'service-account', {
       apiVersion: 'v1',
       kind: 'ServiceAccount',
@@ -828,7 +845,7 @@ export class MeshService extends Construct {
       kind: 'PodMonitor',
       metadata: {
         name: `${this.serviceName}-sidecar-metrics`,
-        namespace: this.mesh.namespace,
+        namespace: this.namespace,
         labels: { ...this.telemetry.podMonitorLabels, ...this.labels('service') },
       },
       spec: {
@@ -925,7 +942,7 @@ export class MeshService extends Construct {
   }
 
   private synthesizeVersion(v: VersionOptions, index: number): void {
-    const ns = this.mesh.namespace;
+    const ns = this.namespace;
     const name = `${this.serviceName}-${v.name}`;
     const configMapName = `${name}-sidecar`;
     const labels = this.labels('workload', v.name);

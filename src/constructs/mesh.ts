@@ -42,8 +42,26 @@ export interface ContainerResources {
 
 /** Props of {@link Mesh}. */
 export interface MeshProps {
-  /** The namespace of every workload of the mesh (a DNS-1123 label). */
+  /**
+   * The mesh's home namespace (a DNS-1123 label): its certificate authority lives here, and
+   * services and injected workloads go here unless they name another of `namespaces`.
+   */
   readonly namespace: string;
+  /**
+   * More namespaces the mesh spans, under the same trust root: their workloads get SPIFFE IDs
+   * `spiffe://<trustDomain>/ns/<namespace>/sa/<account>`, call and authorize the home
+   * namespace's (and each other's) with mTLS. With the self-signed CA the mesh then signs
+   * through a ClusterIssuer (docs/constructs.md "A mesh across namespaces").
+   * @default []
+   */
+  readonly namespaces?: string[];
+  /**
+   * cert-manager's cluster resource namespace (its `--cluster-resource-namespace`): a
+   * ClusterIssuer reads its CA Secret there, so a mesh spanning several namespaces with the
+   * self-signed CA puts its root CA Certificate there.
+   * @default 'cert-manager'
+   */
+  readonly clusterResourceNamespace?: string;
   /**
    * Synthesize the Namespace object too. Turn off when the namespace is managed elsewhere.
    * @default true
@@ -152,6 +170,8 @@ export interface IssuerReference {
 /** The mesh-level registration interface a {@link MeshService} uses. */
 interface RegisteredService extends IConstruct {
   readonly serviceName: string;
+  /** The service's namespace (default: the mesh's home namespace). */
+  readonly namespace?: string;
 }
 
 /** Meshes whose constructor finished: one that failed validation stays in the tree but does not count. */
@@ -167,8 +187,12 @@ const BUILT_MESHES = new WeakSet<Mesh>();
  * Workloads are added with {@link MeshService}.
  */
 export class Mesh extends Construct {
-  /** The namespace of every workload. */
+  /** The home namespace: the certificate authority's, and every workload's unless it names another. */
   public readonly namespace: string;
+  /** Every namespace of the mesh, the home namespace first. */
+  public readonly namespaces: string[];
+  /** cert-manager's cluster resource namespace (where a multi-namespace mesh's root CA lives). */
+  public readonly clusterResourceNamespace: string;
   /** The SPIFFE trust domain. */
   public readonly trustDomain: string;
   /** The cluster DNS domain. */
@@ -211,11 +235,28 @@ export class Mesh extends Construct {
     super(scope, id);
     checkDnsLabel(this, 'namespace', props.namespace, 'shop');
     // Two meshes of one namespace would synthesize the Namespace, Issuers and CA Certificate twice.
-    const twin = this.node.root.node.findAll().find((c) => c instanceof Mesh && BUILT_MESHES.has(c) && c.namespace === props.namespace);
+    const twin = this.node.root.node.findAll().find((c) => c instanceof Mesh && BUILT_MESHES.has(c) && c.namespaces.includes(props.namespace));
     if (twin) {
       fail({ construct: this, prop: 'namespace', value: props.namespace, problem: `the mesh ${twin.node.path} already uses this namespace in the same app (its Namespace, Issuers and CA Certificate would be synthesized twice)`, fix: `add the services to that Mesh, or give this mesh another namespace` });
     }
     this.namespace = props.namespace;
+    this.namespaces = [props.namespace];
+    (props.namespaces ?? []).forEach((ns, i) => {
+      checkDnsLabel(this, `namespaces[${i}]`, ns, 'billing');
+      if (this.namespaces.includes(ns)) {
+        fail({ construct: this, prop: `namespaces[${i}]`, value: ns, problem: ns === props.namespace ? 'is the home namespace, already part of the mesh' : 'is listed twice', fix: 'list each further namespace once, without the home namespace' });
+      }
+      const other = this.node.root.node.findAll().find((c) => c instanceof Mesh && BUILT_MESHES.has(c) && c.namespaces.includes(ns));
+      if (other) {
+        fail({ construct: this, prop: `namespaces[${i}]`, value: ns, problem: `the mesh ${other.node.path} already spans this namespace: a namespace belongs to one mesh`, fix: 'add the workloads of that namespace to that Mesh, or use another namespace' });
+      }
+      this.namespaces.push(ns);
+    });
+    this.clusterResourceNamespace = props.clusterResourceNamespace ?? 'cert-manager';
+    checkDnsLabel(this, 'clusterResourceNamespace', this.clusterResourceNamespace, 'cert-manager');
+    if (this.namespaces.length > 1 && props.trustBundle) {
+      fail({ construct: this, prop: 'trustBundle', value: this.namespaces, problem: 'a trust bundle is not yet supported for a mesh that spans several namespaces (its Bundle targets the home namespace only)', fix: 'drop trustBundle (the sidecars trust the ca.crt of their own Secret), or keep the mesh to one namespace' });
+    }
     this.trustDomain = props.trustDomain ?? 'cluster.local';
     if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(this.trustDomain)) {
       fail({ construct: this, prop: 'trustDomain', value: this.trustDomain, problem: 'must be a SPIFFE trust domain (lower-case letters, digits, "." and "-")', fix: 'use a domain such as "cluster.local" or "prod.example.com"' });
@@ -259,14 +300,14 @@ export class Mesh extends Construct {
       fail({ construct: this, prop: 'workloadCertificateRenewBefore', value: goDuration(this.workloadCertificateRenewBeforeMs), problem: `must be shorter than workloadCertificateDuration (${goDuration(this.workloadCertificateDurationMs)})`, fix: 'renew at about a third of the lifetime, e.g. Duration.hours(8) for 24 h certificates' });
     }
 
-    if (props.createNamespace ?? true) {
-      new ApiObject(this, 'namespace', {
+    for (const ns of props.createNamespace ?? true ? this.namespaces : []) {
+      new ApiObject(this, ns === this.namespace ? 'namespace' : `namespace-${ns}`, {
         apiVersion: 'v1',
         kind: 'Namespace',
         metadata: {
-          name: this.namespace,
+          name: ns,
           labels: {
-            ...this.labels('namespace', this.namespace),
+            ...this.labels('namespace', ns),
             'typemesh.io/mesh': this.namespace,
             // What every meshed pod passes (test/constructs/pod-security.test.ts checks it):
             // enforcing a stricter level would reject the pods, a looser one admits worse pods.
@@ -282,6 +323,15 @@ export class Mesh extends Construct {
     if (ca.kind === 'existing') {
       checkDnsLabel(this, 'certificateAuthority.name', ca.issuer.name, 'my-ca-issuer');
       this.issuer = ca.issuer;
+    } else if (this.namespaces.length > 1) {
+      // A namespaced Issuer signs Certificates of its own namespace only: a mesh of several
+      // namespaces signs through a ClusterIssuer, whose CA Secret lives in cert-manager's
+      // cluster resource namespace (the private key stays in one namespace, never copied).
+      this.issuer = { name: `typemesh-${this.namespace}-ca`, kind: 'ClusterIssuer', group: 'cert-manager.io' };
+      this.synthesizeClusterCa(
+        durationMs(this, 'certificateAuthority.duration', ca.duration, 3_600_000),
+        durationMs(this, 'certificateAuthority.renewBefore', ca.renewBefore, 3_600_000),
+      );
     } else {
       this.issuer = { name: 'typemesh-ca', kind: 'Issuer', group: 'cert-manager.io' };
       this.synthesizeSelfSignedCa(
@@ -323,11 +373,17 @@ export class Mesh extends Construct {
 
   /** @internal Called by MeshService. */
   public _register(service: RegisteredService): void {
-    const existing = this.registered.get(service.serviceName);
+    const key = this.registrationKey(service);
+    const existing = this.registered.get(key);
     if (existing) {
-      fail({ construct: service, prop: 'name', value: service.serviceName, problem: `a service of this name already exists in the mesh (${existing.node.path})`, fix: 'give every MeshService of a mesh a different name' });
+      fail({ construct: service, prop: 'name', value: service.serviceName, problem: `a service of this name already exists in the mesh (${existing.node.path})`, fix: 'give every MeshService of a namespace of the mesh a different name' });
     }
-    this.registered.set(service.serviceName, service);
+    this.registered.set(key, service);
+  }
+
+  /** A service's name in the mesh: `<name>` in the home namespace, `<name>.<namespace>` in another. */
+  private registrationKey(service: RegisteredService): string {
+    return service.namespace && service.namespace !== this.namespace ? `${service.serviceName}.${service.namespace}` : service.serviceName;
   }
 
   /** The mesh's external services, in the order they were created. */
@@ -373,7 +429,51 @@ export class Mesh extends Construct {
 
   /** @internal */
   public _isRegistered(service: RegisteredService): boolean {
-    return this.registered.get(service.serviceName) === service;
+    return this.registered.get(this.registrationKey(service)) === service;
+  }
+
+  /**
+   * Checks that `namespace` is one of the mesh's, for a workload at `construct`/`prop`.
+   * @internal
+   */
+  public _checkNamespace(construct: IConstruct, prop: string, namespace: string): void {
+    checkDnsLabel(construct, prop, namespace, this.namespace);
+    if (!this.namespaces.includes(namespace)) {
+      fail({ construct, prop, value: namespace, problem: `is not a namespace of the mesh ${this.node.path} (${this.namespaces.join(', ')})`, fix: `add it to the Mesh's namespaces (namespaces: ['${namespace}']), or use one of those` });
+    }
+  }
+
+  /** The self-signed root of a mesh of several namespaces, signing through a ClusterIssuer. */
+  private synthesizeClusterCa(caDurationMs: number, caRenewBeforeMs: number): void {
+    const ns = this.clusterResourceNamespace;
+    const name = `typemesh-${this.namespace}-ca`;
+    new ApiObject(this, 'selfsigned-issuer', {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Issuer',
+      metadata: { name: `typemesh-${this.namespace}-selfsigned`, namespace: ns, labels: this.labels('certificate-authority', `typemesh-${this.namespace}-selfsigned`) },
+      spec: { selfSigned: {} },
+    });
+    new ApiObject(this, 'ca-certificate', {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      metadata: { name, namespace: ns, labels: this.labels('certificate-authority', name) },
+      spec: {
+        isCA: true,
+        commonName: `typemesh-ca.${this.trustDomain}`,
+        secretName: name,
+        duration: goDuration(caDurationMs),
+        renewBefore: goDuration(caRenewBeforeMs),
+        // Never, as for the one-namespace CA (synthesizeSelfSignedCa).
+        privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Never' },
+        issuerRef: { name: `typemesh-${this.namespace}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
+      },
+    });
+    new ApiObject(this, 'ca-issuer', {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'ClusterIssuer',
+      metadata: { name, labels: this.labels('certificate-authority', name) },
+      spec: { ca: { secretName: name } },
+    });
   }
 
   private synthesizeSelfSignedCa(caDurationMs: number, caRenewBeforeMs: number): void {

@@ -164,11 +164,13 @@ describe('Mesh.inject refuses', () => {
     expectError(() => meshIn(chart).inject(cm), 'workload', 'ConfigMap x', 'has no pod template', 'inject into one of Deployment');
   });
 
-  test('a workload in another namespace', () => {
+  test('a workload in a namespace the mesh does not span', () => {
     const chart = newChart();
     const d = new kplus.Deployment(chart, 'd', { metadata: { name: 'd', namespace: 'billing' }, containers: [{ image: 'x', portNumber: 8080 }] });
     expect(() => meshIn(chart).inject(d)).toThrow(MeshValidationError);
-    expectError(() => meshIn(newChart()).inject(new kplus.Deployment(newChart(), 'd', { metadata: { namespace: 'billing' }, containers: [{ image: 'x', portNumber: 8080 }] })), 'namespace billing', 'put the workload in namespace shop');
+    const other = newChart();
+    expectError(() => meshIn(other).inject(new kplus.Deployment(other, 'd', { metadata: { namespace: 'billing' }, containers: [{ image: 'x', portNumber: 8080 }] })),
+      'workload.metadata.namespace', 'billing', 'is not a namespace of the mesh', "namespaces: ['billing']");
   });
 
   test('a Job under the legacy sidecar, which would never complete', () => {
