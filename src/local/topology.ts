@@ -5,8 +5,8 @@
  */
 import type { Chart } from 'cdk8s';
 import { parseSidecarConfig, parseSidecarConfigText, SidecarConfig, SidecarConfigInput } from '../config';
-// The ConfigMap key and the sidecar container's name, as the constructs write them.
-import { SIDECAR_CONFIG_KEY, SIDECAR_CONTAINER } from '../constructs/sidecar-injection';
+// The ConfigMap key and the sidecar container's name: the pod contract the constructs write.
+import { SIDECAR_CONFIG_KEY, SIDECAR_CONTAINER } from '../config/pod-contract';
 
 
 /** One workload version of the mesh, as declared by the chart. */
