@@ -68,6 +68,13 @@ export function subsetVersion(subset: Subset): string {
 
 /** Returns the config one local instance's sidecar runs with. */
 export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOptions): SidecarConfig {
+  const localSubsets = (svc: { name: string; namespace: string; subsets: Subset[] }): Subset[] => svc.subsets.map((subset) => {
+    const endpoints = options.endpointsOf(svc.name, svc.namespace, subset);
+    return {
+      ...subset,
+      discovery: { type: 'static' as const, endpoints: (endpoints.length > 0 ? endpoints : [UNREACHABLE_ENDPOINT]).map((e) => ({ address: e.address, port: e.port })) },
+    };
+  });
   return {
     ...config,
     // No drain window locally: the runner takes an instance out of its callers' endpoints
@@ -87,16 +94,9 @@ export function localizeSidecarConfig(config: SidecarConfig, options: LocalizeOp
     } : {}),
     outbound: {
       ...config.outbound,
-      services: config.outbound.services.map((svc) => ({
-        ...svc,
-        subsets: svc.subsets.map((subset) => {
-          const endpoints = options.endpointsOf(svc.name, svc.namespace, subset);
-          return {
-            ...subset,
-            discovery: { type: 'static' as const, endpoints: (endpoints.length > 0 ? endpoints : [UNREACHABLE_ENDPOINT]).map((e) => ({ address: e.address, port: e.port })) },
-          };
-        }),
-      })),
+      services: config.outbound.services.map((svc) => ({ ...svc, subsets: localSubsets(svc) })),
+      // TCP services keep their listener ports: each instance binds them on its own 127.x address.
+      tcpServices: config.outbound.tcpServices.map((svc) => ({ ...svc, subsets: localSubsets(svc) })),
       externalServices: config.outbound.externalServices.map((ext) => {
         const local = options.externalEndpoints?.[ext.name];
         if (!local) return ext;
