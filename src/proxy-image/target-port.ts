@@ -59,9 +59,10 @@ export function hostPortKey(host: string, port: number): string {
 /** The service an authority (Host header or :authority) selects: by host and explicit port, else by host alone. */
 export function serviceForAuthority(hosts: ReadonlyMap<string, ServiceEntry>, authority: string): ServiceEntry | undefined {
   const host = hostWithoutPort(authority);
-  const rest = authority.slice(authority.startsWith('[') ? authority.indexOf(']') + 1 : authority.indexOf(':') >= 0 ? authority.indexOf(':') : authority.length);
-  if (rest.startsWith(':')) {
-    const port = Number(rest.slice(1));
+  // Where the port would start: after "]" for an IPv6 literal, at the first ":" otherwise.
+  const colon = authority.startsWith('[') ? authority.indexOf(']') + 1 : authority.indexOf(':');
+  if (colon > 0 && authority[colon] === ':') {
+    const port = Number(authority.slice(colon + 1));
     if (Number.isInteger(port) && port > 0) {
       const byPort = hosts.get(`${host}:${port}`);
       if (byPort) return byPort;

@@ -8,6 +8,7 @@
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import type { SidecarConfigInput } from '../../src/config';
+import { serviceForAuthority, targetPortOf, targetPortServerName } from '../../src/proxy-image/target-port';
 import * as net from 'node:net';
 import { callOutbound, cleanup, onCleanup, rawExchange, ORDER_ID, PAYMENT_ID, sidecarPorts, SidecarProcess, startClientSidecar, startSidecar, startUpstream, subset, tempDir, TestPki, workloadConfig } from './harness';
 
@@ -128,5 +129,25 @@ describe('two HTTP/2 (h2c) ports of one service', () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe('the port in the SNI and in the Host', () => {
+  test('the SNI a caller sends names the port; anything else names none', () => {
+    expect(targetPortOf(targetPortServerName(9090, 'payment', 'shop'))).toBe(9090);
+    for (const other of [undefined, false, '', 'payment.shop.svc', 'outbound_.0_._.x.y', 'outbound_.70000_._.x.y', 'xoutbound_.9090_._.x.y']) expect(targetPortOf(other)).toBeUndefined();
+  });
+
+  test('a Host with a port selects that port\'s service; without one, or with an unknown one, the host\'s', () => {
+    const entry = (name: string): never => ({ name }) as never;
+    const hosts = new Map([['payment', entry('last')], ['payment:9090', entry('api')], ['[::1]', entry('v6')], ['[::1]:9091', entry('v6-admin')]]);
+    const name = (authority: string): string | undefined => (serviceForAuthority(hosts, authority) as unknown as { name: string } | undefined)?.name;
+    expect(name('payment:9090')).toBe('api');
+    expect(name('PAYMENT:9090')).toBe('api');
+    expect(name('payment')).toBe('last');
+    expect(name('payment:1234')).toBe('last');
+    expect(name('[::1]:9091')).toBe('v6-admin');
+    expect(name('[::1]')).toBe('v6');
+    expect(name('other:9090')).toBeUndefined();
   });
 });

@@ -142,7 +142,8 @@ export class MeshMetrics {
     const key = values.join(SEP);
     let children = this.connectionChildren.get(key);
     if (children === undefined) {
-      // Only direction and security policy vary: at most four entries.
+      // Listener connections: only direction and security policy vary. Meshed TCP streams add
+      // their peers' principals and services, as bounded as the mesh's identities and config.
       children = { opened: this.connectionsOpened.labels(...values), closed: this.connectionsClosed.labels(...values) };
       this.connectionChildren.set(key, children);
     }
