@@ -135,7 +135,7 @@ describe('two HTTP/2 (h2c) ports of one service', () => {
 describe('the port in the SNI and in the Host', () => {
   test('the SNI a caller sends names the port; anything else names none', () => {
     expect(targetPortOf(targetPortServerName(9090, 'payment', 'shop'))).toBe(9090);
-    for (const other of <Array<string | false | undefined>>[undefined, false, '', 'payment.shop.svc', 'outbound_.0_._.x.y', 'outbound_.70000_._.x.y', 'xoutbound_.9090_._.x.y']) expect(targetPortOf(other)).toBeUndefined();
+    for (const other of [undefined, false, '', 'payment.shop.svc', 'outbound_.0_._.x.y', 'outbound_.70000_._.x.y', 'xoutbound_.9090_._.x.y'] as Array<string | false | undefined>) expect(targetPortOf(other)).toBeUndefined();
   });
 
   test('a Host with a port selects that port\'s service; without one, or with an unknown one, the host\'s', () => {
