@@ -3,7 +3,7 @@ import { Construct, IConstruct } from 'constructs';
 import * as YAML from 'yaml';
 import { spiffeIdFor } from '../config/identity';
 import {
-  AuthorizationRule, HeaderMatch as HeaderMatchConfig, OutboundService, Route, RouteMatch as RouteMatchConfig,
+  AuthorizationRule, HeaderMatch as HeaderMatchConfig, OutboundService,
   SIDECAR_CONFIG_API_VERSION, SIDECAR_CONFIG_KIND, SidecarConfig, SidecarConfigInput,
 } from '../config/schema';
 import { parseSidecarConfig } from '../config/validate';
@@ -13,6 +13,7 @@ import type { OutboundServiceSchema } from '../config/schema';
 import { checkDnsLabel, checkInteger, checkPercentage, fail, MeshValidationError } from './errors';
 import { checkMethod, HeaderCondition, RequestMatch, routeMatchConfig } from './matches';
 import { ContainerResources, Mesh } from './mesh';
+import { DEFAULT_ROUTE, DEFAULT_TIMEOUT_MS, MeshRoute, RouteField, RouteSettings } from './route-table';
 import {
   AppProbe, ContainerSecurityContext, DEFAULT_APP_SECURITY_CONTEXT, podAnnotations, podSpec, SIDECAR_ADMIN_PORT_NAME,
   SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarPorts,
@@ -298,23 +299,7 @@ export interface RequestConditions {
 /** A destination service in the outbound config, as written (defaults may be omitted). */
 export type OutboundServiceInput = z.input<typeof OutboundServiceSchema>;
 
-/** The part of a route a construct may set once. */
-type RouteField = 'split' | 'timeout' | 'retries' | 'fault' | 'mirror';
-
-interface RouteState {
-  readonly name: string;
-  readonly match: RouteMatchConfig[];
-  split?: Array<{ subset: string; weight: number }>;
-  timeoutMs?: number;
-  retries?: NonNullable<Route['retries']>;
-  fault?: NonNullable<Route['fault']>;
-  mirror?: { subset: string; percentage: number };
-  readonly setBy: Map<RouteField, string>;
-}
-
-/** The default route's name. */
-export const DEFAULT_ROUTE = 'default';
-const DEFAULT_TIMEOUT_MS = 15000;
+export { DEFAULT_ROUTE };
 
 /**
  * A service of the mesh with one or more versions.
@@ -343,7 +328,7 @@ export class MeshService extends Construct {
 
   private readonly ports: Array<{ name: string; port: number; targetPort: number; protocol: Protocol }>;
   private readonly loadBalancer: LoadBalancerPolicy;
-  private readonly routes: RouteState[] = [];
+  private readonly routes: MeshRoute[] = [];
   private readonly destinations: MeshService[] = [];
   private readonly rules: AuthorizationRule[] = [];
   private connectionPool?: { config: OutboundService['connectionPool']; setBy: string };
@@ -385,7 +370,7 @@ export class MeshService extends Construct {
     });
     this.versionNames = props.versions.map((v) => v.name);
 
-    this.routes.push({ name: DEFAULT_ROUTE, match: [], setBy: new Map() });
+    this.routes.push(new MeshRoute(DEFAULT_ROUTE, []));
 
     this.synthesizeServiceObjects();
     props.versions.forEach((v, i) => this.synthesizeVersion(v, i));
@@ -473,7 +458,7 @@ export class MeshService extends Construct {
       fail({ construct: this, prop: 'addRoute.match', value: [], problem: 'a route without conditions would shadow the default route', fix: 'add a match, or configure the default route with Canary/Timeout/RetryPolicy' });
     }
     const match = options.match.map((m, i) => routeMatchConfig(this, `addRoute.match[${i}]`, m));
-    const route: RouteState = { name: options.name, match, setBy: new Map() };
+    const route = new MeshRoute(options.name, match);
     this.routes.splice(this.routes.length - 1, 0, route);
     try {
       if (options.split) this._setRouteSplit(this, options.name, options.split, 'addRoute.split');
@@ -525,20 +510,18 @@ export class MeshService extends Construct {
   }
 
   /** @internal Sets one field of a route, once; checks the route's cross-field rules. */
-  public _configureRoute<F extends RouteField>(by: IConstruct, routeName: string, field: F, value: NonNullable<RouteState[F extends 'timeout' ? 'timeoutMs' : F]>): void {
+  public _configureRoute<F extends RouteField>(by: IConstruct, routeName: string, field: F, value: RouteSettings[F]): void {
     const route = this.routes.find((r) => r.name === routeName);
     if (!route) {
       fail({ construct: by, prop: 'route', value: routeName, problem: `${this.serviceName} has no such route (known: ${this.routeNames.join(', ')})`, fix: 'call service.addRoute({ name, match }) first, or omit `route` for the default route' });
     }
-    const previous = route.setBy.get(field);
+    const previous = route.setterOf(field);
     if (previous) {
       fail({ construct: by, prop: field, value: routeName, problem: `the ${field} of route "${routeName}" of ${this.serviceName} is already set by ${previous}`, fix: `set the ${field} of a route once` });
     }
-    const key = (field === 'timeout' ? 'timeoutMs' : field) as keyof RouteState;
     // Check the route as it would be, and change it only when it passes: a failed call leaves no trace.
-    this.checkRoute(by, { ...route, [key]: value });
-    (route as unknown as Record<string, unknown>)[key] = value;
-    route.setBy.set(field, by.node.path);
+    this.checkRoute(by, route.with(field, value));
+    route.set(field, value, by.node.path);
   }
 
   /** @internal Sets connection pool limits (CircuitBreaker). */
@@ -633,18 +616,7 @@ export class MeshService extends Construct {
         identity: this.identity,
         discovery: { type: 'dns' as const, hostname: `${this.serviceName}-${v}.${ns}.svc.${this.mesh.clusterDomain}`, port: SidecarPorts.INBOUND },
       })),
-      routes: this.routes.map((r) => {
-        const route: Record<string, unknown> = {
-          name: r.name,
-          match: r.match,
-          destinations: r.split ?? [{ subset: first, weight: 100 }],
-          timeoutMs: r.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        };
-        if (r.retries) route.retries = r.retries;
-        if (r.fault) route.fault = r.fault;
-        if (r.mirror) route.mirror = r.mirror;
-        return route as unknown as Route;
-      }),
+      routes: this.routes.map((r) => r.toConfig(first)),
       loadBalancer: { policy: this.loadBalancer },
       ...(this.connectionPool ? { connectionPool: this.connectionPool.config } : {}),
       ...(this.outlierDetection ? { outlierDetection: this.outlierDetection.config } : {}),
@@ -721,20 +693,22 @@ export class MeshService extends Construct {
     }
   }
 
-  private checkRoute(by: IConstruct, route: RouteState): void {
-    const timeoutMs = route.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (route.retries && timeoutMs > 0 && route.retries.perTryTimeoutMs > timeoutMs) {
+  private checkRoute(by: IConstruct, route: MeshRoute): void {
+    const timeoutMs = route.get('timeout') ?? DEFAULT_TIMEOUT_MS;
+    const retries = route.get('retries');
+    if (retries && timeoutMs > 0 && retries.perTryTimeoutMs > timeoutMs) {
       fail({
-        construct: by, prop: 'perTryTimeout', value: `${route.retries.perTryTimeoutMs}ms`,
-        problem: `exceeds the timeout of route "${route.name}" of ${this.serviceName} (${timeoutMs}ms${route.timeoutMs === undefined ? ', the default' : ''}), so no retry could ever happen`,
+        construct: by, prop: 'perTryTimeout', value: `${retries.perTryTimeoutMs}ms`,
+        problem: `exceeds the timeout of route "${route.name}" of ${this.serviceName} (${timeoutMs}ms${route.get('timeout') === undefined ? ', the default' : ''}), so no retry could ever happen`,
         fix: 'make perTryTimeout shorter than the route timeout (e.g. timeout 5 s, perTryTimeout 2 s)',
       });
     }
-    if (route.mirror) {
-      const split = route.split ?? [{ subset: this.versionNames[0], weight: 100 }];
-      if (split.some((d) => d.subset === route.mirror!.subset && d.weight > 0)) {
+    const mirror = route.get('mirror');
+    if (mirror) {
+      const split = route.get('split') ?? [{ subset: this.versionNames[0], weight: 100 }];
+      if (split.some((d) => d.subset === mirror.subset && d.weight > 0)) {
         fail({
-          construct: by, prop: 'mirror.version', value: route.mirror.subset,
+          construct: by, prop: 'mirror.version', value: mirror.subset,
           problem: `route "${route.name}" of ${this.serviceName} already sends traffic to this version; mirroring to it would duplicate requests to itself`,
           fix: 'mirror to a version that gets weight 0 on this route (e.g. a new version before its canary)',
         });
