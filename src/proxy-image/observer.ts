@@ -76,6 +76,8 @@ export interface TcpStreamInfo {
   readonly destinationPrincipal?: string;
   /** Outbound: the subset the endpoint belongs to. */
   readonly destinationVersion?: string;
+  /** host:port the stream is piped to (the peer's inbound listener, or the app port). */
+  readonly upstreamHost?: string;
 }
 
 /** A meshed TCP stream in flight. */

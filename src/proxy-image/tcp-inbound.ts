@@ -66,7 +66,7 @@ export class TcpInbound {
     });
     app.once('connect', () => {
       this.streams.add(socket);
-      const obs = this.deps.observer.tcpStreamOpened?.({ direction: 'inbound', sourcePrincipal: principal });
+      const obs = this.deps.observer.tcpStreamOpened?.({ direction: 'inbound', sourcePrincipal: principal, upstreamHost: `${config.inbound.app.address}:${port}` });
       pipeStream(socket, app, obs, () => this.streams.delete(socket));
     });
     socket.once('close', () => {

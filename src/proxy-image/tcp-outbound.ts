@@ -135,7 +135,7 @@ export class TcpOutbound {
         upstream.destroy();
         return;
       }
-      const obs = this.deps.observer.tcpStreamOpened?.({ direction: 'outbound', destinationService: svc.name, destinationNamespace: svc.namespace, destinationPrincipal: c.subset.identity, destinationVersion: c.subset.name });
+      const obs = this.deps.observer.tcpStreamOpened?.({ direction: 'outbound', destinationService: svc.name, destinationNamespace: svc.namespace, destinationPrincipal: c.subset.identity, destinationVersion: c.subset.name, upstreamHost: `${c.address}:${c.port}` });
       pipeStream(socket, upstream, obs);
       return;
     }

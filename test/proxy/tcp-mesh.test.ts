@@ -64,7 +64,12 @@ async function metrics(p: SidecarProcess): Promise<ReturnType<typeof parseExposi
   return parseExposition(await r.body.text());
 }
 
-const withMetrics = (c: SidecarConfigInput): SidecarConfigInput => ({ ...c, telemetry: { metrics: { enabled: true }, accessLog: { enabled: false } } });
+const withMetrics = (c: SidecarConfigInput): SidecarConfigInput => ({ ...c, telemetry: { metrics: { enabled: true }, accessLog: { enabled: true, format: 'json' } } });
+
+/** The JSON access log lines for TCP streams a sidecar wrote to stdout. */
+function tcpAccessLog(p: SidecarProcess): Array<Record<string, unknown>> {
+  return p.stdout.join('').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((e) => e.method === 'TCP');
+}
 
 describe('meshed TCP', () => {
   let echo: Awaited<ReturnType<typeof startEcho>>;
@@ -188,6 +193,13 @@ describe('meshed TCP', () => {
     expect(find(inb, 'typemesh_tcp_sent_bytes_total', inLabels)[0]?.value).toBeGreaterThanOrEqual(1000);
     // The refused caller opened no stream at db.
     expect(find(inb, 'typemesh_tcp_connections_opened_total', { source_principal: ROGUE_ID })).toEqual([]);
+    // One access log line per stream on each side, with its bytes and the peer's identity.
+    const line = { method: 'TCP', request_bytes: 1000, response_bytes: 1000 };
+    for (let i = 0; i < 50 && !(tcpAccessLog(order).some((e) => e.request_bytes === 1000) && tcpAccessLog(db).some((e) => e.request_bytes === 1000)); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(tcpAccessLog(order)).toContainEqual(expect.objectContaining({ ...line, direction: 'outbound', destination_service: 'db', principal: DB_ID, upstream_host: `127.0.0.1:${db.ports.inbound}` }));
+    expect(tcpAccessLog(db)).toContainEqual(expect.objectContaining({ ...line, direction: 'inbound', destination_service: 'db', principal: ORDER_ID, upstream_host: `127.0.0.1:${echo.port}` }));
   });
 });
 

@@ -216,7 +216,12 @@ export class TelemetryObserver implements ProxyObserver {
 
   public tcpStreamOpened(info: TcpStreamInfo): TcpStreamObservation {
     const m = this.metricsRecorder;
-    if (m === undefined) return { bytes: () => undefined, closed: () => undefined };
+    const accessLog = this.accessLog;
+    if (m === undefined && accessLog === undefined) return { bytes: () => undefined, closed: () => undefined };
+    const startedAt = performance.now();
+    const startTime = Date.now();
+    let received = 0;
+    let sent = 0;
     const s = this.self;
     const u = UNKNOWN;
     // Both ends are known for a stream: the outbound side chose the service and verified its
@@ -225,20 +230,41 @@ export class TelemetryObserver implements ProxyObserver {
       ? ['source', s.workload, s.namespace, s.principal, s.version, u, nameLabel(info.destinationNamespace), principalLabel(info.destinationPrincipal), nameLabel(info.destinationVersion), nameLabel(info.destinationService), 'mutual_tls']
       : ['destination', u, nameLabel(namespaceOfPrincipal(info.sourcePrincipal)), principalLabel(info.sourcePrincipal), u, s.workload, s.namespace, s.principal, s.version, s.workload, 'mutual_tls'];
     try {
-      m.recordConnection(values, true);
+      m?.recordConnection(values, true);
     } catch { /* never throw into the proxy */ }
     let closed = false;
     return {
-      bytes: (received, sent) => {
+      bytes: (r, w) => {
+        received += r;
+        sent += w;
         try {
-          m.recordTcpBytes(values, received, sent);
+          m?.recordTcpBytes(values, r, w);
         } catch { /* never throw into the proxy */ }
       },
       closed: () => {
         if (closed) return;
         closed = true;
         try {
-          m.recordConnection(values, false);
+          m?.recordConnection(values, false);
+          // One line per stream, as Envoy's TCP proxy logs: no method, path or status.
+          accessLog?.write({
+            time: new Date(startTime).toISOString(),
+            direction: info.direction,
+            method: 'TCP',
+            authority: '-',
+            path: '-',
+            status: 0,
+            duration_ms: Math.round((performance.now() - startedAt) * 1000) / 1000,
+            request_bytes: received,
+            response_bytes: sent,
+            upstream_host: info.upstreamHost ?? '-',
+            destination_service: values[9],
+            retries: 0,
+            response_flags: '-',
+            principal: (info.direction === 'inbound' ? info.sourcePrincipal : info.destinationPrincipal) ?? '-',
+            request_id: '-',
+            trace_id: '-',
+          });
         } catch { /* never throw into the proxy */ }
       },
     };
