@@ -11,7 +11,8 @@
  *   The cluster's `maxPendingRequests` stays the per-cluster bound behind it.
  * - **Event-loop lag** (`overload.maxEventLoopLagMs`): while the loop runs late by more than
  *   this, every request that arrives already waited that long in a socket buffer, and admitting
- *   it adds work to a loop that cannot keep up; new requests are shed until a tick is on time.
+ *   it adds work to a loop that cannot keep up; new requests are shed, while the listener has
+ *   requests in flight, until a tick is on time.
  *
  * A shed request gets 503 with `x-typemesh-overloaded: true` and the response flag OL (metrics
  * and access log), the way Envoy's overload manager answers 503 with flag OM; the connection is
@@ -99,7 +100,9 @@ export class Admission {
     const max = s?.maxActiveRequests ?? DEFAULT_MAX_ACTIVE_REQUESTS;
     if (max > 0 && active.n >= max) return 'active-requests';
     const maxLag = s?.maxEventLoopLagMs ?? DEFAULT_MAX_EVENT_LOOP_LAG_MS;
-    if (maxLag > 0 && this.lag.lagMs() > maxLag) return 'event-loop-lag';
+    // Only with work already in flight on the listener: a lone request after a GC pause or a
+    // moment without CPU adds little, and refusing it would turn a hiccup into an error.
+    if (maxLag > 0 && active.n > 0 && this.lag.lagMs() > maxLag) return 'event-loop-lag';
     return undefined;
   }
 
