@@ -14,12 +14,14 @@ import { AuthorizationRule, SIDECAR_CONFIG_API_VERSION, SIDECAR_CONFIG_KIND, Sid
 import { parseSidecarConfig } from '../config/validate';
 import { checkDnsLabel, checkInteger, fail, MeshValidationError } from './errors';
 import type { Mesh } from './mesh';
-import type { MeshService } from './mesh-service';
+import type { MeshService, OutboundServiceInput } from './mesh-service';
+import { DEFAULT_ROUTE, MeshRoute } from './route-table';
 import {
   appProbesOf, injectSidecar, PodTemplateJson, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarInjection, SidecarMode,
   SidecarPorts,
 } from './sidecar-injection';
 import { Source } from './source';
+import { LoadBalancerPolicy } from './traffic-options';
 import { AccessLogFormat, goDuration, MtlsMode, Protocol } from './values';
 
 /** An app port of an injected workload. */
@@ -83,7 +85,25 @@ export interface InjectOptions {
    * @default - the mesh's
    */
   readonly mtlsMode?: MtlsMode;
+  /**
+   * Makes the workload callable by the mesh's services (`service.callsTo(workload)`): the port
+   * callers use, on `<name>.<namespace>`. A headless discovery Service `<name>-<version>` and,
+   * unless `createService` is false, a ClusterIP Service `<name>` are synthesized, both
+   * selecting the workload's `spec.selector.matchLabels` (Deployment, StatefulSet, DaemonSet,
+   * ReplicaSet only).
+   * @default - not callable
+   */
+  readonly callerPort?: number;
+  /**
+   * With `callerPort`: synthesize the ClusterIP Service `<name>` (callerPort -> the first app
+   * port). Turn off when the workload's chart has one of that name.
+   * @default true
+   */
+  readonly createService?: boolean;
 }
+
+/** The kinds whose pods a Service can select by the workload's own selector. */
+const SELECTABLE_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet'];
 
 /** The ApiObject kinds with a pod template, and where the template is. */
 const POD_TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
@@ -127,7 +147,7 @@ export class InjectedWorkload extends Construct {
   public readonly apiObject: ApiObject;
 
   private readonly props: InjectedWorkloadProps;
-  private readonly destinations: MeshService[] = [];
+  private readonly destinations: Array<MeshService | InjectedWorkload> = [];
   private readonly rules: AuthorizationRule[] = [];
   private readonly templatePath: readonly string[];
   private readonly unwrappedToJson: () => any;
@@ -165,6 +185,12 @@ export class InjectedWorkload extends Construct {
       fail({ construct: this, prop: 'workload', value: `${obj.kind} ${obj.name}`, problem: 'would never complete with SidecarMode.LEGACY: the proxy is a regular container that outlives the app', fix: 'use SidecarMode.NATIVE (Kubernetes 1.29+) for a mesh with Jobs' });
     }
     if (props.ports) this.checkPorts(props.ports);
+    if (props.callerPort !== undefined) {
+      checkInteger(this, 'callerPort', props.callerPort, 1, 65535, 'use a port from 1 to 65535, e.g. 80');
+      if (!SELECTABLE_KINDS.includes(obj.kind)) {
+        fail({ construct: this, prop: 'callerPort', value: props.callerPort, problem: `a ${obj.kind} has no stable selector for a Service`, fix: `make callable only a ${SELECTABLE_KINDS.join(', ')}` });
+      }
+    }
 
     this.synthesizeObjects();
     // The pod template is mutated on the final JSON: the workload's own props (cdk8s-plus
@@ -178,13 +204,15 @@ export class InjectedWorkload extends Construct {
   }
 
   /** Declares that this workload calls `services` (they appear in its outbound config). */
-  public calls(...services: MeshService[]): void {
-    for (const s of services) {
-      if (s.mesh !== this.mesh) {
+  public calls(...services: Array<MeshService | InjectedWorkload>): void {
+    services.forEach((s, i) => {
+      if (s instanceof InjectedWorkload) {
+        s._checkCallableBy(this, `calls[${i}]`, this.mesh);
+      } else if (s.mesh !== this.mesh) {
         fail({ construct: this, prop: 'calls', value: s.serviceName, problem: `the service belongs to another mesh (${s.mesh.node.path}) than ${this.workloadName} (${this.mesh.node.path})`, fix: 'call services of the same Mesh' });
       }
       if (!this.destinations.includes(s)) this.destinations.push(s);
-    }
+    });
   }
 
   /**
@@ -222,6 +250,47 @@ export class InjectedWorkload extends Construct {
   /** The mTLS mode of the workload's inbound listener. */
   public get mtlsMode(): MtlsMode {
     return this.props.mtlsMode ?? this.mesh.mtlsMode;
+  }
+
+  /** The workload's DNS name, e.g. `reports.shop.svc.cluster.local`. */
+  public get fqdn(): string {
+    return `${this.workloadName}.${this.namespace}.svc.${this.mesh.clusterDomain}`;
+  }
+
+  /** @internal Refuses a caller of another mesh, or a workload that is not callable. */
+  public _checkCallableBy(by: IConstruct, prop: string, mesh: Mesh): void {
+    if (mesh !== this.mesh) {
+      fail({ construct: by, prop, value: this.workloadName, problem: `the injected workload belongs to the other mesh ${this.mesh.node.path} (namespaces ${this.mesh.namespaces.join(', ')})`, fix: 'call workloads of the same Mesh' });
+    }
+    if (this.props.callerPort === undefined) {
+      fail({ construct: by, prop, value: this.workloadName, problem: 'the injected workload is not callable: it has no callerPort', fix: `inject it with { callerPort: 80 } (a Service and a discovery Service are synthesized)` });
+    }
+  }
+
+  /** This workload as a destination in a caller's outbound config (needs `callerPort`). */
+  public outboundService(callerNamespace: string = this.namespace): OutboundServiceInput {
+    const ns = this.namespace;
+    const name = this.workloadName;
+    return {
+      name,
+      namespace: ns,
+      // The bare name resolves in the caller's own namespace: a host only for callers of this one.
+      hosts: [...(callerNamespace === ns ? [name] : []), `${name}.${ns}`, `${name}.${ns}.svc`, this.fqdn],
+      port: this.props.callerPort ?? 80,
+      protocol: this.appPorts()[0]?.protocol ?? Protocol.HTTP,
+      subsets: [{
+        name: this.version,
+        labels: { version: this.version },
+        identity: this.identity,
+        discovery: { type: 'dns' as const, hostname: `${this.discoveryName}.${ns}.svc.${this.mesh.clusterDomain}`, port: SidecarPorts.INBOUND },
+      }],
+      routes: [new MeshRoute(DEFAULT_ROUTE, []).toConfig(this.version)],
+      loadBalancer: { policy: LoadBalancerPolicy.LEAST_REQUEST },
+    };
+  }
+
+  private get discoveryName(): string {
+    return `${this.workloadName}-${this.version}`;
   }
 
   /** The sidecar config, validated against the contract (throws with the fields at fault). */
@@ -304,6 +373,33 @@ export class InjectedWorkload extends Construct {
         issuerRef: { ...this.mesh.issuer },
       },
     });
+    if (this.props.callerPort !== undefined) {
+      // The workload's own selector: its pods, and only them.
+      const selector = Lazy.any({ produce: () => (this.original().spec as { selector?: { matchLabels?: Record<string, string> } } | undefined)?.selector?.matchLabels });
+      if (this.props.createService ?? true) {
+        new ApiObject(this, 'service', {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: this.workloadName, namespace: ns, labels: this.labels('workload') },
+          spec: {
+            type: 'ClusterIP',
+            selector,
+            ports: Lazy.any({ produce: () => [{ name: this.appPorts()[0]?.name ?? 'http', port: this.props.callerPort, targetPort: this.appPorts()[0]?.port ?? 8080, protocol: 'TCP' }] }),
+          },
+        });
+      }
+      new ApiObject(this, 'discovery', {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: this.discoveryName, namespace: ns, labels: this.labels('workload') },
+        spec: {
+          // Headless: the DNS name resolves to the pods, which callers' sidecars balance across.
+          clusterIP: 'None',
+          selector,
+          ports: [{ name: 'mesh-inbound', port: SidecarPorts.INBOUND, targetPort: SidecarPorts.INBOUND, protocol: 'TCP' }],
+        },
+      });
+    }
     new ApiObject(this, 'sidecar-config', {
       apiVersion: 'v1',
       kind: 'ConfigMap',

@@ -12,6 +12,7 @@ import type { z } from 'zod';
 import type { OutboundServiceSchema } from '../config/schema';
 import { checkDnsLabel, checkInteger, checkPercentage, fail, MeshValidationError } from './errors';
 import { checkMethod, HeaderCondition, RequestMatch, routeMatchConfig } from './matches';
+import { InjectedWorkload } from './injected-workload';
 import { ContainerResources, Mesh } from './mesh';
 import { DEFAULT_ROUTE, DEFAULT_TIMEOUT_MS, MeshRoute, RouteField, RouteSettings } from './route-table';
 import {
@@ -330,6 +331,7 @@ export class MeshService extends Construct {
   private readonly loadBalancer: LoadBalancerPolicy;
   private readonly routes: MeshRoute[] = [];
   private readonly destinations: MeshService[] = [];
+  private readonly injectedDestinations: InjectedWorkload[] = [];
   private readonly rules: AuthorizationRule[] = [];
   private connectionPool?: { config: OutboundService['connectionPool']; setBy: string };
   private outlierDetection?: { config: NonNullable<OutboundService['outlierDetection']>; setBy: string };
@@ -412,11 +414,19 @@ export class MeshService extends Construct {
    * Declares that this service calls `services`. Only declared destinations appear in this
    * service's outbound sidecar config (like Istio's Sidecar egress scoping); calls to other
    * hosts pass through unrouted and, inside the mesh, are refused by the callee's strict
-   * mTLS and NetworkPolicy.
+   * mTLS and NetworkPolicy. An injected workload is callable once it has a `callerPort`
+   * (see `Mesh.inject`).
    */
-  public callsTo(...services: MeshService[]): this {
-    services.forEach((s, i) => this.checkSameMesh(s, `callsTo(...)[${i}]`));
-    for (const s of services) if (!this.destinations.includes(s)) this.destinations.push(s);
+  public callsTo(...services: Array<MeshService | InjectedWorkload>): this {
+    services.forEach((s, i) => {
+      if (s instanceof InjectedWorkload) s._checkCallableBy(this, `callsTo(...)[${i}]`, this.mesh);
+      else this.checkSameMesh(s, `callsTo(...)[${i}]`);
+    });
+    for (const s of services) {
+      if (s instanceof InjectedWorkload) {
+        if (!this.injectedDestinations.includes(s)) this.injectedDestinations.push(s);
+      } else if (!this.destinations.includes(s)) this.destinations.push(s);
+    }
     return this;
   }
 
@@ -653,7 +663,7 @@ export class MeshService extends Construct {
         probes: (this.probesByVersion.get(version) ?? []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
-      outbound: { services: this.destinations.map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
+      outbound: { services: [...this.destinations, ...this.injectedDestinations].map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
       telemetry: {
         metrics: { enabled: t.metricsEnabled },
         tracing: t.tracing

@@ -146,6 +146,40 @@ describe('Mesh.inject', () => {
   });
 });
 
+describe('an injected workload with callerPort', () => {
+  test('gets a ClusterIP and a discovery Service on its own selector; a MeshService in another namespace calls it by its namespaced names', () => {
+    const chart = newChart();
+    const mesh = meshIn(chart, { namespaces: ['billing'] });
+    const reports = new kplus.Deployment(chart, 'reports', { metadata: { name: 'reports', namespace: 'shop' }, containers: [{ image: 'example.com/reports:1', ports: [{ number: 9000, name: 'http' }] }] });
+    const w = mesh.inject(reports, { callerPort: 80 });
+    const payment = new MeshService(chart, 'payment', { mesh, name: 'payment', namespace: 'billing', versions: [{ name: 'v1', image: 'example.com/payment:1' }] });
+    payment.callsTo(w);
+    const objects = synthValid(chart);
+    const deployment = find(objects, 'Deployment', 'reports');
+    const svc = find(objects, 'Service', 'reports');
+    expect(svc.spec).toEqual({ type: 'ClusterIP', selector: deployment.spec.selector.matchLabels, ports: [{ name: 'http', port: 80, targetPort: 9000, protocol: 'TCP' }] });
+    const discovery = find(objects, 'Service', 'reports-v1');
+    expect(discovery.spec).toEqual({ clusterIP: 'None', selector: deployment.spec.selector.matchLabels, ports: [{ name: 'mesh-inbound', port: 15006, targetPort: 15006, protocol: 'TCP' }] });
+    // The selector selects the injected pods.
+    expect(podTemplate(deployment).metadata.labels).toMatchObject(svc.spec.selector);
+    const cfg = sidecarConfigOf(find(objects, 'ConfigMap', 'payment-v1-sidecar'));
+    expect(cfg.outbound.services).toEqual([expect.objectContaining({
+      name: 'reports', namespace: 'shop', port: 80,
+      hosts: ['reports.shop', 'reports.shop.svc', 'reports.shop.svc.cluster.local'],
+      subsets: [expect.objectContaining({ identity: 'spiffe://cluster.local/ns/shop/sa/reports', discovery: expect.objectContaining({ type: 'dns', hostname: 'reports-v1.shop.svc.cluster.local', port: 15006 }) })],
+    })]);
+  });
+
+  test('is refused as a destination without callerPort, and callerPort on a Job', () => {
+    const chart = newChart();
+    const mesh = meshIn(chart);
+    const w = mesh.inject(new kplus.Deployment(chart, 'd', { metadata: { name: 'd' }, containers: [{ image: 'x', portNumber: 8080 }] }));
+    const payment = new MeshService(chart, 'payment', { mesh, name: 'payment', versions: [{ name: 'v1', image: 'x' }] });
+    expect(() => payment.callsTo(w)).toThrow(/callsTo\(\.\.\.\)\[0\].*not callable: it has no callerPort.*callerPort: 80/s);
+    expect(() => mesh.inject(new kplus.Job(chart, 'j', { containers: [{ image: 'x', portNumber: 8080 }] }), { callerPort: 80 })).toThrow(/callerPort.*a Job has no stable selector/s);
+  });
+});
+
 describe('Mesh.inject refuses', () => {
   function expectError(f: () => unknown, ...parts: string[]): void {
     let error: unknown;

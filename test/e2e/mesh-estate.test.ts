@@ -35,7 +35,10 @@ function estate(): Chart {
       template: { metadata: { labels: { app: 'reports' } }, spec: { containers: [{ name: 'reports', image: 'example.com/reports:1', ports: [{ containerPort: 8080 }] }] } },
     },
   });
-  mesh.inject(reports).calls(payment);
+  const injectedReports = mesh.inject(reports, { callerPort: 80 });
+  injectedReports.calls(payment);
+  // And the other way: the MeshService of billing calls the injected raw workload of shop.
+  payment.callsTo(injectedReports);
   return chart;
 }
 
@@ -73,6 +76,15 @@ test('the injected raw ApiObject Deployment carries meshed traffic with its own 
   expect(await metricSum(payment, 'typemesh_requests_total', {
     reporter: 'destination', source_principal: id('shop', 'reports'), connection_security_policy: 'mutual_tls',
   })).toBe(3);
+}, 60_000);
+
+test('a MeshService of billing calls the injected raw workload of shop (made callable with callerPort)', async () => {
+  const [payment] = mesh.instancesOf('payment');
+  const [reports] = mesh.instancesOf('reports');
+  for (let i = 0; i < 2; i++) expect((await callThrough(payment, 'reports.shop', '/process')).status).toBe(200);
+  expect(await metricSum(reports, 'typemesh_requests_total', {
+    reporter: 'destination', source_principal: id('billing', 'payment'), connection_security_policy: 'mutual_tls',
+  })).toBe(2);
 }, 60_000);
 
 test('the bare name "payment" is not a host of payment for a caller in shop (it would be payment.shop)', async () => {
