@@ -186,6 +186,8 @@ export class Sidecar {
   private readonly headTimers = new Map<net.Socket, NodeJS.Timeout>();
   /** Error answers waiting for the responses of requests pipelined before the malformed one. */
   private readonly pendingClientErrors = new Map<net.Socket, string>();
+  /** The last request parsed on each HTTP/1.1 connection: a parse error while its body is read lands in that body. */
+  private readonly lastRequest = new WeakMap<net.Socket, http.IncomingMessage>();
   /** Closers of clusters replaced by a reload, waiting for their requests in flight. */
   private readonly retiring = new Set<() => void>();
 
@@ -269,7 +271,9 @@ export class Sidecar {
       this.observer.certificateLoaded(m.notAfter);
     });
 
-    this.adminServer = http.createServer(adminHandler({
+    // The admin port is reachable from the pod network (kubelet, Prometheus): the same head
+    // timeout as the other listeners, so a trickled request head cannot hold a connection.
+    this.adminServer = http.createServer({ headersTimeout: REQUEST_HEAD_TIMEOUT_MS, requestTimeout: REQUEST_HEAD_TIMEOUT_MS, connectionsCheckingInterval: HEAD_TIMEOUT_CHECK_MS }, adminHandler({
       state: getState,
       observer: this.observer,
       notReadyReason: () => (this.draining ? 'draining' : undefined),
@@ -290,6 +294,7 @@ export class Sidecar {
       noDelay: true,
     }, (req, res) => {
       const socket = req.socket;
+      this.lastRequest.set(socket, req);
       if (req.httpVersionMajor === 0) {
         // HTTP/0.9 (a request line without a version) has no headers: no Host, no framing.
         res.shouldKeepAlive = false;
@@ -340,6 +345,14 @@ export class Sidecar {
       // given first stands (destroying now would cut it off before it is sent).
       if (socket.writableEnded || this.pendingClientErrors.has(socket)) return;
       if (!socket.writable || (err as { bytesParsed?: number }).bytesParsed === undefined && err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const last = this.lastRequest.get(socket);
+      if ((this.downstream.get(socket) ?? 0) > 0 && last !== undefined && !last.complete) {
+        // The error is in the body of a request in flight (an invalid chunk, say): that body
+        // will never end, so the app would wait for it and the client for an answer. Closing
+        // the connection is the client going away: the request path cancels the upstream call.
         socket.destroy();
         return;
       }
