@@ -186,13 +186,20 @@ describeInstall('install path: npm pack, npm install, cdk8s synth, typemesh up',
     await run('npx', ['cdk8s', 'synth', '--no-check-upgrade'], infra);
     const docs = YAML.parseAllDocuments(readFileSync(path.join(infra, 'dist/infra.k8s.yaml'), 'utf8')).map((d) => d.toJS() as {
       kind: string; metadata: { name: string; namespace?: string };
-      spec?: { template?: { spec?: { containers?: Array<{ name: string; image: string }> } } };
+      spec?: { template?: { spec?: {
+        containers?: Array<{ name: string; image: string }>;
+        initContainers?: Array<{ name: string; image: string; restartPolicy?: string }>;
+      } } };
     });
     const front = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'front-v1');
     expect(front?.metadata.namespace).toBe('infra');
-    expect(front?.spec?.template?.spec?.containers?.map((c) => `${c.name} ${c.image}`).sort()).toEqual([
-      'app example.com/front:1',
-      `typemesh-proxy ghcr.io/typemesh/proxy:${pkg.version}`,
+    const pod = front?.spec?.template?.spec;
+    expect(pod?.containers?.map((c) => `${c.name} ${c.image}`)).toEqual(['app example.com/front:1']);
+    // The proxy is a native sidecar: an init container that keeps running (restartPolicy
+    // Always), after the interception step, so the app starts only once it is ready.
+    expect(pod?.initContainers?.map((c) => `${c.name} ${c.image} ${c.restartPolicy ?? '-'}`)).toEqual([
+      `typemesh-init ghcr.io/typemesh/proxy:${pkg.version} -`,
+      `typemesh-proxy ghcr.io/typemesh/proxy:${pkg.version} Always`,
     ]);
     expect(docs.filter((d) => d.kind === 'Deployment').map((d) => d.metadata.name).sort()).toEqual(['back-v1', 'front-v1']);
   });
