@@ -22,6 +22,9 @@
  *   --overload-duration=S   recorded seconds of the overload run (default 10, --quick 3)
  *   --overload-connections=N  connections of the overload run's generator (default 2048: above the
  *                           sidecar's default admission limit of 1,024 requests in flight, so it must shed)
+ *   --overload-queue-delay=MS the TypeMesh pairs run with overload.maxQueueDelayMs=MS, the adaptive limit
+ *                           (default: unset, the sidecar's default, off). It acts only above 32 requests in
+ *                           flight per listener
  *   --strict                exit 1 when a target FAILs
  *   --help                  this text
  *
@@ -70,6 +73,7 @@ interface Options {
   readonly overloadMultiple: number;
   readonly overloadSeconds: number;
   readonly overloadConnections: number;
+  readonly overloadQueueDelayMs: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -80,7 +84,7 @@ function parseOptions(argv: readonly string[]): Options {
     flags.set(m[1], m[2] ?? 'true');
   }
   const known = ['quick', 'rates', 'warmup', 'duration', 'max-duration', 'connections', 'only', 'no-floors', 'no-synth', 'cpu-prof', 'node-args', 'proxy-bundle', 'out', 'strict',
-    'no-overload', 'overload-multiple', 'overload-duration', 'overload-connections', 'help'];
+    'no-overload', 'overload-multiple', 'overload-duration', 'overload-connections', 'overload-queue-delay', 'help'];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new Error(`unknown flag --${name} (known: ${known.map((k) => `--${k}`).join(', ')})`);
   }
@@ -118,6 +122,7 @@ function parseOptions(argv: readonly string[]): Options {
     overloadMultiple: num('overload-multiple', 2),
     overloadSeconds: num('overload-duration', quick ? 3 : 10),
     overloadConnections: num('overload-connections', 2048),
+    overloadQueueDelayMs: flags.get('overload-queue-delay') === '0' ? 0 : num('overload-queue-delay', 0),
   };
 }
 
@@ -251,6 +256,7 @@ async function main(opts: Options, registry: ProcessRegistry, tmp: string): Prom
 
   const { helpers, upstream, upstreamPort, ready, skipped } = await startTopologies({
     registry, tmp, only: opts.only, sidecarNodeArgs: opts.sidecarNodeArgs, cpuProfDir: opts.cpuProfDir, proxyBundle: opts.proxyBundle,
+    overloadQueueDelayMs: opts.overloadQueueDelayMs,
     requestBytes: REQUEST_BYTES, responseBytes: RESPONSE_BYTES,
   });
   for (const [t, why] of Object.entries(skipped)) log(`SKIPPED ${t}: ${why}`);
@@ -356,6 +362,7 @@ async function main(opts: Options, registry: ProcessRegistry, tmp: string): Prom
       cpu: '/proc/<pid>/stat utime+stime over the recorded window; nginx = master + worker',
       sidecarNodeArgs: opts.sidecarNodeArgs,
       proxyBundle: path.relative(REPO_ROOT, opts.proxyBundle ?? PROXY_BUNDLE),
+      sidecarOverload: opts.overloadQueueDelayMs ? { maxQueueDelayMs: opts.overloadQueueDelayMs } : 'sidecar defaults',
       memory: '/proc/<pid>/status VmHWM (peak total RSS), and the peak of RssAnon sampled every 200 ms (private memory)',
       quick: opts.quick,
     },

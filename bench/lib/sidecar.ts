@@ -59,8 +59,9 @@ function telemetry(t: SidecarTelemetry): SidecarConfigInput['telemetry'] {
  * loopback listeners, the bench's telemetry switches and a short drain (the bench stops the
  * pair with SIGTERM and waits at most 3 s before SIGKILL).
  */
-function pairMemberConfig(account: string, appPort: number, ports: ListenerPorts, certs: WorkloadCertFiles, t: SidecarTelemetry, outbound: SidecarConfigInput['outbound']): SidecarConfigInput {
+function pairMemberConfig(account: string, appPort: number, ports: ListenerPorts, certs: WorkloadCertFiles, t: SidecarTelemetry, outbound: SidecarConfigInput['outbound'], overload?: SidecarConfigInput['overload']): SidecarConfigInput {
   return {
+    ...(overload ? { overload } : {}),
     apiVersion: 'typemesh.io/v1alpha1',
     kind: 'SidecarConfig',
     workload: workload(account, appPort),
@@ -74,12 +75,12 @@ function pairMemberConfig(account: string, appPort: number, ports: ListenerPorts
 }
 
 /** The server-side sidecar: mTLS STRICT inbound, no authorization rules, forwards to the upstream. */
-export function serverSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, upstreamPort: number, t: SidecarTelemetry): SidecarConfigInput {
-  return pairMemberConfig(SERVER_ACCOUNT, upstreamPort, ports, certs, t, { services: [], passthrough: false });
+export function serverSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, upstreamPort: number, t: SidecarTelemetry, overload?: SidecarConfigInput['overload']): SidecarConfigInput {
+  return pairMemberConfig(SERVER_ACCOUNT, upstreamPort, ports, certs, t, { services: [], passthrough: false }, overload);
 }
 
 /** The client-side sidecar: one outbound service, one route, no retries, static endpoint = the server sidecar. */
-export function clientSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, serverInboundPort: number, t: SidecarTelemetry): SidecarConfigInput {
+export function clientSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFiles, serverInboundPort: number, t: SidecarTelemetry, overload?: SidecarConfigInput['overload']): SidecarConfigInput {
   // The client has no app of its own here; its inbound side is configured but never called.
   const unusedAppPort = 8080;
   return pairMemberConfig(CLIENT_ACCOUNT, unusedAppPort, ports, certs, t, {
@@ -96,7 +97,7 @@ export function clientSidecarConfig(ports: ListenerPorts, certs: WorkloadCertFil
       }],
       routes: [{ name: 'default', destinations: [{ subset: 'v1', weight: 100 }] }],
     }],
-  });
+  }, overload);
 }
 
 /** A running sidecar pair. */
@@ -124,6 +125,8 @@ export async function startSidecarPair(opts: {
   readonly nodeArgs?: readonly string[];
   /** Name prefix for the processes. @default 'sidecar' */
   readonly label?: string;
+  /** The sidecars' overload section. @default none (the sidecar's defaults) */
+  readonly overload?: SidecarConfigInput['overload'];
 }): Promise<SidecarPair> {
   const serverPorts = await listenerPorts();
   const clientPorts = await listenerPorts();
@@ -134,8 +137,8 @@ export async function startSidecarPair(opts: {
     writeFileSync(file, YAML.stringify(cfg));
     return file;
   };
-  const serverFile = write(`${label}-inbound`, serverSidecarConfig(serverPorts, opts.server, opts.upstreamPort, opts.telemetry));
-  const clientFile = write(`${label}-outbound`, clientSidecarConfig(clientPorts, opts.client, serverPorts.inboundPort, opts.telemetry));
+  const serverFile = write(`${label}-inbound`, serverSidecarConfig(serverPorts, opts.server, opts.upstreamPort, opts.telemetry, opts.overload));
+  const clientFile = write(`${label}-outbound`, clientSidecarConfig(clientPorts, opts.client, serverPorts.inboundPort, opts.telemetry, opts.overload));
   const nodeArgs = opts.nodeArgs ?? [];
   // stdout (access log) goes to a file, as a container runtime would take it, not to a pipe we
   // would have to drain; in a directory of its own, because the sidecar watches its config's

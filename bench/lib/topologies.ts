@@ -97,6 +97,8 @@ export async function startTopologies(opts: {
   readonly proxyBundle?: string;
   /** When set, the sidecars run under --cpu-prof and write into <dir>/<topology>/. */
   readonly cpuProfDir?: string;
+  /** The TypeMesh pairs' overload.maxQueueDelayMs (the adaptive limit); 0 or unset: the sidecar's default (off). */
+  readonly overloadQueueDelayMs?: number;
   readonly requestBytes: number;
   readonly responseBytes: number;
 }): Promise<StartedTopologies> {
@@ -134,6 +136,7 @@ export async function startTopologies(opts: {
       if (profDir) mkdirSync(profDir, { recursive: true });
       const pair = await startSidecarPair({
         registry, bundle: proxyBundle, dir, client: clientCert, server: serverCert, upstreamPort, telemetry: variant.telemetry, label: variant.id,
+        overload: opts.overloadQueueDelayMs ? { maxQueueDelayMs: opts.overloadQueueDelayMs } : undefined,
         nodeArgs: [...(opts.sidecarNodeArgs ?? []), ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
       });
       topologies.push({

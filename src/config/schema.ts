@@ -461,6 +461,12 @@ export const SidecarConfigSchema = z.strictObject({
     maxActiveRequests: z.number().int().min(0).optional(),
     /** Shed new requests while the event loop runs later than this (ms); 0 = off. Default 500. */
     maxEventLoopLagMs: durationMs.optional(),
+    /**
+     * Adaptive limit (Little's law): admit at most completions-per-ms x this many requests in flight
+     * per listener (never fewer than 32, never more than maxActiveRequests), so that an admitted
+     * request queues about this long at most, whatever the CPU can serve. 0 = off. Default off.
+     */
+    maxQueueDelayMs: durationMs.optional(),
   }).optional(),
 }).superRefine((cfg, ctx) => {
   // Cross-field rules that a per-field schema cannot state.

@@ -9,6 +9,8 @@
  *   shed. With a bounded number admitted, an admitted request waits behind at most that many, so
  *   its latency stays bounded by (limit / throughput) instead of growing with the offered load.
  *   The cluster's `maxPendingRequests` stays the per-cluster bound behind it.
+ * - **Adaptive limit** (`overload.maxQueueDelayMs`, off by default): requests in flight at most
+ *   (completions per ms x this), so the bound is a time rather than a count; see adaptiveLimit().
  * - **Event-loop lag** (`overload.maxEventLoopLagMs`): while the loop runs late by more than
  *   this, every request that arrives already waited that long in a socket buffer, and admitting
  *   it adds work to a loop that cannot keep up; new requests are shed, while the listener has
@@ -32,15 +34,43 @@ export const OVERLOAD_FLAG = 'OL';
 export const OVERLOADED_HEADER = 'x-typemesh-overloaded';
 /** How often the lag detector's timer ticks; lag is how late a tick runs. */
 const LAG_TICK_MS = 50;
+/** The adaptive limit (overload.maxQueueDelayMs) never goes below this many requests in flight. */
+export const ADAPTIVE_LIMIT_FLOOR = 32;
+/** How often each listener's completion rate is sampled, and the weight of a new sample in its moving average. */
+const RATE_SAMPLE_MS = 100;
+const RATE_WEIGHT = 0.3;
 
 /** The overload settings as they appear in the sidecar config (all optional). */
 export interface OverloadSettings {
   readonly maxActiveRequests?: number;
   readonly maxEventLoopLagMs?: number;
+  readonly maxQueueDelayMs?: number;
 }
 
 /** Why a request was shed. */
-export type ShedReason = 'active-requests' | 'event-loop-lag';
+export type ShedReason = 'active-requests' | 'event-loop-lag' | 'queue-delay';
+
+/** A listener's requests in flight and how fast it completes them. */
+interface ListenerLoad {
+  /** Requests in flight. */
+  n: number;
+  /** Completions since the last rate sample. */
+  done: number;
+  /** Moving average of completions per millisecond. */
+  rate: number;
+}
+
+/**
+ * The adaptive limit of a listener: by Little's law, requests in flight = throughput x time in
+ * the sidecar, so admitting at most (completions per ms x maxQueueDelayMs) keeps an admitted
+ * request's wait near maxQueueDelayMs however much the CPU can serve; never below the floor (a
+ * burst on an idle listener is served), never above maxActiveRequests. Undefined when off.
+ */
+export function adaptiveLimit(ratePerMs: number, maxQueueDelayMs: number | undefined, maxActive: number): number | undefined {
+  if (!maxQueueDelayMs || maxQueueDelayMs <= 0) return undefined;
+  const limit = Math.max(ADAPTIVE_LIMIT_FLOOR, Math.floor(ratePerMs * maxQueueDelayMs));
+  return maxActive > 0 ? Math.min(limit, maxActive) : limit;
+}
 
 /**
  * Measures how late the event loop runs: a timer ticks every `tickMs`; the lag is how much later
@@ -80,10 +110,15 @@ export class EventLoopLagDetector {
 /** Per-listener admission: counts requests in flight and sheds beyond the limits. */
 export class Admission {
   /** Requests in flight per listener name (one counter object per listener, found once at wrap time). */
-  private readonly active = new Map<string, { n: number }>();
+  private readonly active = new Map<string, ListenerLoad>();
   private readonly lag = new EventLoopLagDetector();
+  private readonly rateTimer: NodeJS.Timeout;
+  private lastSample = performance.now();
 
-  public constructor(private readonly deps: { readonly settings: () => OverloadSettings | undefined; readonly observer: ProxyObserver }) {}
+  public constructor(private readonly deps: { readonly settings: () => OverloadSettings | undefined; readonly observer: ProxyObserver }) {
+    this.rateTimer = setInterval(() => this.sampleRates(), RATE_SAMPLE_MS);
+    this.rateTimer.unref();
+  }
 
   /** Requests in flight on a listener now. */
   public activeRequests(listener: string): number {
@@ -95,10 +130,14 @@ export class Admission {
     return this.refusalOf(this.counter(listener));
   }
 
-  private refusalOf(active: { n: number }): ShedReason | undefined {
+  private refusalOf(active: ListenerLoad): ShedReason | undefined {
     const s = this.deps.settings();
     const max = s?.maxActiveRequests ?? DEFAULT_MAX_ACTIVE_REQUESTS;
     if (max > 0 && active.n >= max) return 'active-requests';
+    if (active.n >= ADAPTIVE_LIMIT_FLOOR) {
+      const adaptive = adaptiveLimit(active.rate, s?.maxQueueDelayMs, max);
+      if (adaptive !== undefined && active.n >= adaptive) return 'queue-delay';
+    }
     const maxLag = s?.maxEventLoopLagMs ?? DEFAULT_MAX_EVENT_LOOP_LAG_MS;
     // Only with work already in flight on the listener: a lone request after a GC pause or a
     // moment without CPU adds little, and refusing it would turn a hiccup into an error.
@@ -115,6 +154,7 @@ export class Admission {
     const active = this.counter(listener);
     const release = (): void => {
       active.n--;
+      active.done++;
     };
     return (req, res) => {
       const why = this.refusalOf(active);
@@ -128,10 +168,21 @@ export class Admission {
     };
   }
 
-  private counter(listener: string): { n: number } {
+  private sampleRates(): void {
+    const t = performance.now();
+    const dt = t - this.lastSample;
+    this.lastSample = t;
+    if (dt <= 0) return;
+    for (const c of this.active.values()) {
+      c.rate = (1 - RATE_WEIGHT) * c.rate + RATE_WEIGHT * (c.done / dt);
+      c.done = 0;
+    }
+  }
+
+  private counter(listener: string): ListenerLoad {
     let c = this.active.get(listener);
     if (!c) {
-      c = { n: 0 };
+      c = { n: 0, done: 0, rate: 0 };
       this.active.set(listener, c);
     }
     return c;
@@ -139,6 +190,7 @@ export class Admission {
 
   public stop(): void {
     this.lag.stop();
+    clearInterval(this.rateTimer);
   }
 
   private shed(direction: Direction, why: ShedReason, req: IncomingMessage, res: ServerResponse): void {
@@ -150,9 +202,9 @@ export class Admission {
       headers: req.headers,
       connectionSecurity: direction === 'inbound' && (req.socket as { encrypted?: boolean }).encrypted ? 'mutual_tls' : 'none',
     });
-    const body = why === 'active-requests'
-      ? 'overloaded: too many requests in flight on this listener, retry later'
-      : 'overloaded: the proxy is running late (event-loop lag), retry later';
+    const body = why === 'active-requests' ? 'overloaded: too many requests in flight on this listener, retry later'
+      : why === 'queue-delay' ? 'overloaded: more requests in flight than this listener completes within its queue delay, retry later'
+        : 'overloaded: the proxy is running late (event-loop lag), retry later';
     sendError(res, 503, body, { [OVERLOADED_HEADER]: 'true', 'x-typemesh-overload-reason': why });
     obs.end({ status: 503, requestBytes: 0, responseBytes: body.length + 1, retries: 0, flags: [OVERLOAD_FLAG] });
   }

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { request } from 'undici';
-import { EventLoopLagDetector } from '../../src/proxy-image/admission';
+import { ADAPTIVE_LIMIT_FLOOR, adaptiveLimit, EventLoopLagDetector } from '../../src/proxy-image/admission';
 import { cleanup, freePort, ORDER_ID, PAYMENT_ID, paymentService, sidecarPorts, sleep, SidecarProcess, startSidecar, startUpstream, tempDir, TestPki, Upstream, workloadConfig } from './harness';
 
 jest.setTimeout(90_000);
@@ -37,6 +37,14 @@ async function until(what: string, cond: () => boolean, tries = 400): Promise<vo
     await sleep(25);
   }
   throw new Error(`never happened: ${what}`);
+}
+
+/** Rewrites a sidecar's overload section and waits until it logged one more reload. */
+async function setOverload(p: SidecarProcess, overload: Record<string, number>): Promise<void> {
+  const reloads = (): number => p.stderr.filter((l) => l.includes('config reloaded')).length;
+  const before = reloads();
+  p.writeConfig({ ...JSON.parse(readFileSync(p.configFile, 'utf8')), overload });
+  await until('the sidecar reloaded its config', () => reloads() > before);
 }
 
 interface Answer { readonly status: number; readonly overloaded?: string; readonly reason?: string; readonly body: string }
@@ -113,8 +121,7 @@ describe('graceful overload', () => {
   });
 
   test('inbound: the server-side sidecar sheds beyond its own limit; the flag reaches the caller', async () => {
-    payment.writeConfig({ ...JSON.parse(readFileSync(payment.configFile, 'utf8')), overload: { maxActiveRequests: PAYMENT_LIMIT, maxEventLoopLagMs: 0 } });
-    await payment.waitForLog('config reloaded', 20_000);
+    await setOverload(payment, { maxActiveRequests: PAYMENT_LIMIT, maxEventLoopLagMs: 0 });
     const appHeld = heldApp();
     upstreamHandler = appHeld;
     const admitted = Array.from({ length: PAYMENT_LIMIT }, () => call(order));
@@ -126,11 +133,24 @@ describe('graceful overload', () => {
     for (const a of await Promise.all(admitted)) expect(a.status).toBe(200);
   });
 
+  test('adaptive limit: with a queue delay no completion rate can cover, the listener admits the floor and sheds the next with reason queue-delay', async () => {
+    await setOverload(order, { maxActiveRequests: 1000, maxEventLoopLagMs: 0, maxQueueDelayMs: 1 });
+    await setOverload(payment, { maxActiveRequests: 1000, maxEventLoopLagMs: 0 });
+    const appHeld = heldApp();
+    upstreamHandler = appHeld;
+    const admitted = Array.from({ length: ADAPTIVE_LIMIT_FLOOR }, () => call(order));
+    await until(`${ADAPTIVE_LIMIT_FLOOR} requests held by the app`, () => appHeld.held() === ADAPTIVE_LIMIT_FLOOR);
+    expect(await call(order)).toMatchObject({ status: 503, overloaded: 'true', reason: 'queue-delay' });
+    appHeld.release();
+    for (const a of await Promise.all(admitted)) expect(a.status).toBe(200);
+    upstreamHandler = openApp();
+    expect((await call(order)).status).toBe(200);
+  });
+
   test('event-loop lag: with a request in flight, requests that queued while the sidecar could not run are shed, then service resumes', async () => {
     upstreamHandler = openApp();
-    order.writeConfig({ ...JSON.parse(readFileSync(order.configFile, 'utf8')), overload: { maxActiveRequests: 1000, maxEventLoopLagMs: 200 } });
     // The reload is asynchronous and logged: wait for it before stopping the process.
-    await order.waitForLog('config reloaded', 20_000);
+    await setOverload(order, { maxActiveRequests: 1000, maxEventLoopLagMs: 200 });
     // A lone request is never shed for lag; one held by the app keeps the listener busy.
     const appHeld = heldApp();
     upstreamHandler = appHeld;
@@ -159,6 +179,18 @@ describe('graceful overload', () => {
       if (!ok) await sleep(50);
     }
     expect(ok).toBe(true);
+  });
+});
+
+describe('adaptive limit (overload.maxQueueDelayMs)', () => {
+  test('a listener admits completions-per-ms x the delay, never fewer than the floor nor more than maxActiveRequests', () => {
+    expect(adaptiveLimit(5, undefined, 1024)).toBeUndefined(); // off
+    expect(adaptiveLimit(5, 0, 1024)).toBeUndefined();
+    expect(adaptiveLimit(0, 100, 1024)).toBe(ADAPTIVE_LIMIT_FLOOR); // nothing measured yet: a burst up to the floor is served
+    expect(adaptiveLimit(0.2, 100, 1024)).toBe(ADAPTIVE_LIMIT_FLOOR); // 200 rps x 100 ms = 20
+    expect(adaptiveLimit(4, 100, 1024)).toBe(400); // 4,000 rps x 100 ms
+    expect(adaptiveLimit(40, 100, 1024)).toBe(1024);
+    expect(adaptiveLimit(40, 100, 0)).toBe(4000);
   });
 });
 
