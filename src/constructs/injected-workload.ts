@@ -11,8 +11,7 @@ import * as YAML from 'yaml';
 import { spiffeIdFor } from '../config/identity';
 import { interceptionArgsFor, RESERVED_PORT_MAX, RESERVED_PORT_MIN } from '../config/pod-contract';
 import { AuthorizationRule, SIDECAR_CONFIG_API_VERSION, SIDECAR_CONFIG_KIND, SidecarConfig, SidecarConfigInput } from '../config/schema';
-import { parseSidecarConfig } from '../config/validate';
-import { checkDnsLabel, checkInteger, fail, MeshValidationError } from './errors';
+import { checkDnsLabel, checkInteger, fail } from './errors';
 import type { Mesh } from './mesh';
 import type { MeshService, OutboundServiceInput } from './mesh-service';
 import { DEFAULT_ROUTE, MeshRoute } from './route-table';
@@ -22,7 +21,8 @@ import {
 } from './sidecar-injection';
 import { Source } from './source';
 import { LoadBalancerPolicy } from './traffic-options';
-import { AccessLogFormat, goDuration, MtlsMode, Protocol } from './values';
+import { goDuration, MtlsMode, Protocol } from './values';
+import { checkedSidecarConfig, telemetryConfig } from './workload-config';
 
 /** An app port of an injected workload. */
 export interface InjectedPortOptions {
@@ -296,7 +296,6 @@ export class InjectedWorkload extends Construct {
   /** The sidecar config, validated against the contract (throws with the fields at fault). */
   public sidecarConfig(): SidecarConfig {
     const ports = this.appPorts();
-    const t = this.mesh._telemetry;
     const container = this.appContainer();
     const input: SidecarConfigInput = {
       apiVersion: SIDECAR_CONFIG_API_VERSION,
@@ -319,23 +318,9 @@ export class InjectedWorkload extends Construct {
         authorization: { rules: this.rules },
       },
       outbound: { services: this.destinations.map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
-      telemetry: {
-        metrics: { enabled: t.metricsEnabled },
-        tracing: t.tracing
-          ? { enabled: true, sampleRate: t.tracing.sampleRate, collector: { protocol: t.tracing.collector.protocol, endpoint: t.tracing.collector.endpoint } }
-          : { enabled: false, sampleRate: 1 },
-        accessLog: t.accessLog === AccessLogFormat.OFF ? { enabled: false, format: 'json' } : { enabled: true, format: t.accessLog },
-      },
+      telemetry: telemetryConfig(this.mesh._telemetry),
     };
-    try {
-      return parseSidecarConfig(input, `the sidecar config of ${this.workloadName}-${this.version}`);
-    } catch (e) {
-      throw new MeshValidationError({
-        construct: this, prop: 'sidecarConfig', value: `${this.workloadName}-${this.version}`,
-        problem: (e as Error).message.replace(/\n/g, ' '),
-        fix: 'correct the inject() options that produce the fields named above',
-      });
-    }
+    return checkedSidecarConfig(this, 'sidecarConfig', `${this.workloadName}-${this.version}`, input, 'correct the inject() options that produce the fields named above');
   }
 
   private get configMapName(): string {

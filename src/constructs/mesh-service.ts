@@ -6,11 +6,10 @@ import {
   AuthorizationRule, HeaderMatch as HeaderMatchConfig, OutboundService,
   SIDECAR_CONFIG_API_VERSION, SIDECAR_CONFIG_KIND, SidecarConfig, SidecarConfigInput,
 } from '../config/schema';
-import { parseSidecarConfig } from '../config/validate';
 import { interceptionArgsFor } from '../config/pod-contract';
 import type { z } from 'zod';
 import type { OutboundServiceSchema } from '../config/schema';
-import { checkDnsLabel, checkInteger, checkPercentage, fail, MeshValidationError } from './errors';
+import { checkDnsLabel, checkInteger, checkPercentage, fail } from './errors';
 import { checkMethod, HeaderCondition, RequestMatch, routeMatchConfig } from './matches';
 import { appEnv, appSecurityContext, appVolumes } from './app-container';
 import { InjectedWorkload } from './injected-workload';
@@ -27,7 +26,8 @@ import {
   ConnectionPoolOptions, connectionPoolConfig, faultConfig, FaultOptions, LoadBalancerPolicy, MirrorOptions,
   OutlierDetectionOptions, outlierDetectionConfig, retryConfig, RetryOptions, WeightedVersion,
 } from './traffic-options';
-import { AccessLogFormat, durationMs, goDuration, HttpMethod, MtlsMode, Protocol } from './values';
+import { durationMs, goDuration, HttpMethod, MtlsMode, Protocol } from './values';
+import { checkedSidecarConfig, telemetryConfig } from './workload-config';
 
 /** A port of a service. */
 export interface ServicePortOptions {
@@ -639,7 +639,6 @@ export class MeshService extends Construct {
     if (!this.versionNames.includes(version)) {
       fail({ construct: this, prop: 'version', value: version, problem: `no such version (known: ${this.versionNames.join(', ')})`, fix: 'name a version of the service' });
     }
-    const t = this.telemetry;
     const input: SidecarConfigInput = {
       apiVersion: SIDECAR_CONFIG_API_VERSION,
       kind: SIDECAR_CONFIG_KIND,
@@ -665,25 +664,10 @@ export class MeshService extends Construct {
         authorization: { rules: this.rules },
       },
       outbound: { services: [...this.destinations, ...this.injectedDestinations].map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
-      telemetry: {
-        metrics: { enabled: t.metricsEnabled },
-        tracing: t.tracing
-          ? { enabled: true, sampleRate: t.tracing.sampleRate, collector: { protocol: t.tracing.collector.protocol, endpoint: t.tracing.collector.endpoint } }
-          : { enabled: false, sampleRate: 1 },
-        accessLog: t.accessLog === AccessLogFormat.OFF
-          ? { enabled: false, format: 'json' }
-          : { enabled: true, format: t.accessLog },
-      },
+      telemetry: telemetryConfig(this.telemetry),
     };
-    try {
-      return parseSidecarConfig(input, `the sidecar config of ${this.serviceName}-${version}`);
-    } catch (e) {
-      throw new MeshValidationError({
-        construct: this, prop: `sidecarConfig(${version})`, value: `${this.serviceName}-${version}`,
-        problem: (e as Error).message.replace(/\n/g, ' '),
-        fix: 'correct the props that produce the fields named above (this is a TypeMesh bug if no prop can)',
-      });
-    }
+    return checkedSidecarConfig(this, `sidecarConfig(${version})`, `${this.serviceName}-${version}`, input,
+      'correct the props that produce the fields named above (this is a TypeMesh bug if no prop can)');
   }
 
   private ruleName(action: 'ALLOW' | 'DENY', sources: readonly Source[]): string {
