@@ -7,6 +7,7 @@
  * typo in a hand-edited config is caught instead of silently ignored.
  */
 import { z } from 'zod';
+import { PROXY_ADMIN_PORT, PROXY_INBOUND_PORT, PROXY_OUTBOUND_PORT } from './pod-contract';
 
 /** The apiVersion this schema describes. */
 export const SIDECAR_CONFIG_API_VERSION = 'typemesh.io/v1alpha1';
@@ -366,10 +367,10 @@ export const SidecarConfigSchema = z.strictObject({
      * is a loopback address (the local runner's 127.x per instance), else 127.0.0.1 and ::1.
      */
     outboundBindAddress: z.string().refine(isLoopbackAddress, 'must be a loopback address (127.0.0.0/8 or ::1): the outbound listener must not be reachable from outside the pod').optional(),
-    outboundPort: port.default(15001),
-    inboundPort: port.default(15006),
-    adminPort: port.default(15020),
-  }).default({ bindAddress: '0.0.0.0', outboundPort: 15001, inboundPort: 15006, adminPort: 15020 }),
+    outboundPort: port.default(PROXY_OUTBOUND_PORT),
+    inboundPort: port.default(PROXY_INBOUND_PORT),
+    adminPort: port.default(PROXY_ADMIN_PORT),
+  }).default({ bindAddress: '0.0.0.0', outboundPort: PROXY_OUTBOUND_PORT, inboundPort: PROXY_INBOUND_PORT, adminPort: PROXY_ADMIN_PORT }),
   /** The workload certificate, key and the mesh CA bundle (PEM files), reloaded on change. */
   tls: z.strictObject({
     certFile: z.string().min(1),
