@@ -252,6 +252,11 @@ export class InjectedWorkload extends Construct {
     return this.props.mtlsMode ?? this.mesh.mtlsMode;
   }
 
+  /** The workload as an authorization source (its SPIFFE identity), e.g. for `service.allowFrom()`. */
+  public get source(): Source {
+    return Source._principalNamed(this.identity, this.workloadName);
+  }
+
   /** The workload's DNS name, e.g. `reports.shop.svc.cluster.local`. */
   public get fqdn(): string {
     return `${this.workloadName}.${this.namespace}.svc.${this.mesh.clusterDomain}`;

@@ -442,14 +442,18 @@ export class MeshService extends Construct {
    * source is a MeshService, it also declares `source.callsTo(this)`; a {@link MeshGateway}
    * is admitted by its own SPIFFE identity.
    */
-  public allowFrom(source: MeshService | MeshGateway | Source, conditions: RequestConditions = {}): this {
+  public allowFrom(source: MeshService | MeshGateway | InjectedWorkload | Source, conditions: RequestConditions = {}): this {
     if (source === this) {
       // Almost always a slip for another service; once any allow rule exists every other
       // caller is denied, so it would lock the service's real callers out.
       fail({ construct: this, prop: 'allowFrom', value: this.serviceName, problem: `${this.serviceName} would allow itself: that rule admits only its own replicas, and once a service has an allow rule every caller no rule admits is denied`, fix: `name the calling service, e.g. ${this.serviceName}.allowFrom(callerService); if replicas really call each other, use allowFrom(Source.service(${this.serviceName}))` });
     }
+    if (source instanceof InjectedWorkload && source.mesh !== this.mesh) {
+      fail({ construct: this, prop: 'allowFrom', value: source.workloadName, problem: `the injected workload belongs to the other mesh ${source.mesh.node.path} (namespaces ${source.mesh.namespaces.join(', ')})`, fix: 'allow workloads of the same Mesh, or Source.principal() for peers outside it' });
+    }
     this._addRule(this, 'ALLOW', [toSource(source)], conditions);
     if (source instanceof MeshService) source.callsTo(this);
+    if (source instanceof InjectedWorkload) source.calls(this);
     return this;
   }
 
@@ -945,9 +949,9 @@ export class MeshService extends Construct {
   }
 }
 
-function toSource(source: MeshService | MeshGateway | Source): Source {
+function toSource(source: MeshService | MeshGateway | InjectedWorkload | Source): Source {
   if (source instanceof MeshService) return Source.service(source);
-  // A MeshGateway (imported as a type only: mesh-gateway.ts imports this file).
+  // A MeshGateway (imported as a type only: mesh-gateway.ts imports this file) or an injected workload.
   return source instanceof Source ? source : source.source;
 }
 

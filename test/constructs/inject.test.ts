@@ -146,6 +146,21 @@ describe('Mesh.inject', () => {
   });
 });
 
+test('service.allowFrom(injected) admits its identity and declares the call', () => {
+  const chart = newChart();
+  const mesh = meshIn(chart);
+  const payment = new MeshService(chart, 'payment', { mesh, name: 'payment', versions: [{ name: 'v1', image: 'example.com/payment:1' }] });
+  const w = mesh.inject(new kplus.Deployment(chart, 'batch', { metadata: { name: 'batch' }, containers: [{ image: 'x', portNumber: 8080 }] }));
+  payment.allowFrom(w, { methods: ['POST'] });
+  const objects = synthValid(chart);
+  expect(sidecarConfigOf(find(objects, 'ConfigMap', 'payment-v1-sidecar')).inbound.authorization.rules)
+    .toEqual([expect.objectContaining({ name: 'allow-from-batch', action: 'ALLOW', principals: ['spiffe://cluster.local/ns/shop/sa/batch'], methods: ['POST'] })]);
+  expect(sidecarConfigOf(find(objects, 'ConfigMap', 'batch-v1-sidecar')).outbound.services.map((s) => s.name)).toEqual(['payment']);
+  const other = new Mesh(chart, 'other', { namespace: 'finance' });
+  const foreign = other.inject(new kplus.Deployment(chart, 'f', { metadata: { name: 'f' }, containers: [{ image: 'x', portNumber: 8080 }] }));
+  expect(() => payment.allowFrom(foreign)).toThrow(/allowFrom.*belongs to the other mesh test\/other \(namespaces finance\)/s);
+});
+
 describe('an injected workload with callerPort', () => {
   test('gets a ClusterIP and a discovery Service on its own selector; a MeshService in another namespace calls it by its namespaced names', () => {
     const chart = newChart();
