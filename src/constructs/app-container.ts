@@ -72,17 +72,27 @@ export function appVolumes(c: IConstruct, v: VersionOptions, index: number): { v
 export function appSecurityContext(c: IConstruct, mesh: Mesh, v: VersionOptions, index: number): ContainerSecurityContext {
   const ctx = v.securityContext ?? DEFAULT_APP_SECURITY_CONTEXT;
   if (mesh.podSecurityLevel === 'restricted') {
-    const problems: string[] = [];
-    if (ctx.privileged) problems.push('privileged is true');
-    if (ctx.allowPrivilegeEscalation !== false) problems.push('allowPrivilegeEscalation must be false');
-    if (ctx.runAsNonRoot !== true) problems.push('runAsNonRoot must be true');
-    if (ctx.runAsUser === 0) problems.push('runAsUser is 0');
-    if (!(ctx.capabilities?.drop ?? []).includes('ALL')) problems.push('capabilities.drop must include ALL');
-    const added = (ctx.capabilities?.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
-    if (added.length > 0) problems.push(`capabilities.add may hold only NET_BIND_SERVICE, not ${added.join(', ')}`);
+    const problems = restrictedProblems(ctx);
     if (problems.length > 0) {
       fail({ construct: c, prop: `versions[${index}].securityContext`, value: ctx, problem: `would not pass the restricted Pod Security level that the mesh's namespace enforces (interception ${mesh.interception}): ${problems.join('; ')}`, fix: 'start from { runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } }, or use InterceptionMode.INIT_CONTAINER (privileged namespace)' });
     }
   }
   return ctx;
+}
+
+/**
+ * What keeps a container's security context from passing the `restricted` Pod Security level
+ * (the pod sets the RuntimeDefault seccomp profile); the pod-level runAsNonRoot counts when the
+ * container sets none.
+ */
+export function restrictedProblems(ctx: ContainerSecurityContext, podRunAsNonRoot?: boolean): string[] {
+  const problems: string[] = [];
+  if (ctx.privileged) problems.push('privileged is true');
+  if (ctx.allowPrivilegeEscalation !== false) problems.push('allowPrivilegeEscalation must be false');
+  if ((ctx.runAsNonRoot ?? podRunAsNonRoot) !== true) problems.push('runAsNonRoot must be true');
+  if (ctx.runAsUser === 0) problems.push('runAsUser is 0');
+  if (!(ctx.capabilities?.drop ?? []).includes('ALL')) problems.push('capabilities.drop must include ALL');
+  const added = (ctx.capabilities?.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
+  if (added.length > 0) problems.push(`capabilities.add may hold only NET_BIND_SERVICE, not ${added.join(', ')}`);
+  return problems;
 }

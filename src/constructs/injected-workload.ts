@@ -11,12 +11,13 @@ import * as YAML from 'yaml';
 import { spiffeIdFor } from '../config/identity';
 import { interceptionArgsFor, RESERVED_PORT_MAX, RESERVED_PORT_MIN } from '../config/pod-contract';
 import { AuthorizationRule, SIDECAR_CONFIG_API_VERSION, SIDECAR_CONFIG_KIND, SidecarConfig, SidecarConfigInput } from '../config/schema';
+import { restrictedProblems } from './app-container';
 import { checkDnsLabel, checkInteger, fail } from './errors';
 import type { Mesh } from './mesh';
 import type { MeshService, OutboundServiceInput } from './mesh-service';
 import { DEFAULT_ROUTE, MeshRoute } from './route-table';
 import {
-  appProbesOf, injectSidecar, PodTemplateJson, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarInjection, SidecarMode,
+  appProbesOf, ContainerSecurityContext, injectSidecar, PodTemplateJson, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_KEY, SidecarInjection, SidecarMode,
   SidecarPorts,
 } from './sidecar-injection';
 import { Source } from './source';
@@ -453,6 +454,17 @@ export class InjectedWorkload extends Construct {
     const sa = template.spec.serviceAccountName as string | undefined;
     if (sa !== undefined && sa !== this.serviceAccountName) {
       problems.push(`${where}: the pod runs as ServiceAccount ${sa} but the mesh identity is ${this.identity}; set serviceAccountName: "${sa}" in inject() or drop it from the pod`);
+    }
+    if (this.mesh.podSecurityLevel === 'restricted') {
+      // The mesh's namespaces enforce restricted (CNI, EXPLICIT): say so now, not at admission.
+      const podRunAsNonRoot = (template.spec.securityContext as { runAsNonRoot?: boolean } | undefined)?.runAsNonRoot;
+      const all = [...((template.spec.initContainers as Array<Record<string, unknown>> | undefined) ?? []), ...((template.spec.containers as Array<Record<string, unknown>> | undefined) ?? [])];
+      for (const c of all) {
+        const found = restrictedProblems((c.securityContext ?? {}) as ContainerSecurityContext, podRunAsNonRoot);
+        if (found.length > 0) {
+          problems.push(`${where}: container ${c.name as string} would not pass the restricted Pod Security level that the mesh's namespaces enforce (interception ${this.mesh.interception}): ${found.join('; ')}; start from { runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } }, or use InterceptionMode.INIT_CONTAINER (privileged namespaces)`);
+        }
+      }
     }
     if (this.appPorts().length === 0) {
       problems.push(`${where}: the app container declares no TCP port; set \`ports\` in inject(), e.g. [{ port: 8080 }]`);

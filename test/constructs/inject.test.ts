@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { ApiObject, Chart, Cron, Include } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
-import { Mesh, MeshService, MeshValidationError, SidecarMode, Source } from '../../src/constructs';
+import { InterceptionMode, Mesh, MeshService, MeshValidationError, SidecarMode, Source } from '../../src/constructs';
 import { find, newChart, sidecarConfigOf, synth } from './helpers';
 import { validateObject } from './k8s-schemas';
 
@@ -252,6 +252,21 @@ describe('Mesh.inject refuses', () => {
       spec: { selector: { matchLabels: { app: 'np' } }, template: { metadata: { labels: { app: 'np' } }, spec: { containers: [{ name: 'c', image: 'x' }] } } },
     }), { container: 'nope' });
     expectError(() => synth(chart2), 'container "nope" not found (containers: c)');
+  });
+
+  test('at synth, in a restricted mesh (CNI): a container that would not pass restricted; a compliant one passes', () => {
+    const chart = newChart();
+    const mesh = meshIn(chart, { interception: InterceptionMode.CNI });
+    const raw = (name: string, securityContext: Record<string, unknown>) => new ApiObject(chart, name, {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name },
+      spec: { selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'x', ports: [{ containerPort: 80 }], securityContext }] } } },
+    });
+    mesh.inject(raw('good', { runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } }));
+    const objects = synthValid(chart);
+    expect(podTemplate(find(objects, 'Deployment', 'good')).spec.initContainers.map((c: any) => c.name)).toEqual(['typemesh-proxy']);
+    mesh.inject(raw('bad', { runAsNonRoot: true, capabilities: { add: ['NET_ADMIN'] } }));
+    expectError(() => synth(chart), 'workload Deployment bad: container c would not pass the restricted Pod Security level',
+      'allowPrivilegeEscalation must be false', 'capabilities.drop must include ALL', 'not NET_ADMIN', 'InterceptionMode.INIT_CONTAINER');
   });
 
   test('a service of another mesh in calls()', () => {
