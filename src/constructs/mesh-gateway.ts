@@ -282,7 +282,7 @@ export class MeshGateway extends Construct {
         app: { address: '127.0.0.1', port: GatewayPorts.NO_APP },
         authorization: { rules: [{ name: 'gateway-accepts-no-mesh-traffic', action: 'DENY', principals: ['*'] }] },
       },
-      outbound: { services: services.map((s) => s.outboundService()), passthrough: false },
+      outbound: { services: services.map((s) => s.outboundService(this.mesh.namespace)), passthrough: false },
       telemetry: {
         metrics: { enabled: t.metricsEnabled },
         tracing: t.tracing

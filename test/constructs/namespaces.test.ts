@@ -5,7 +5,7 @@
  * its qualified names), authorization by namespace, and the checks against other meshes.
  */
 import * as kplus from 'cdk8s-plus-28';
-import { Mesh, MeshService, MeshValidationError, Source, TrustBundle } from '../../src/constructs';
+import { Mesh, MeshGateway, MeshService, MeshValidationError, Source, TrustBundle } from '../../src/constructs';
 import { find, newChart, sidecarConfigOf, synth } from './helpers';
 import { validateObject } from './k8s-schemas';
 
@@ -79,6 +79,15 @@ describe('a Mesh across namespaces', () => {
     expect(ledgerCfg.inbound.authorization.rules).toEqual([expect.objectContaining({ action: 'ALLOW', namespaces: ['shop'] })]);
     // Its NetworkPolicy admits the sidecar's ports from any namespace (the sidecar authorizes).
     expect(find(objects, 'NetworkPolicy', 'ledger').spec.ingress[0].from).toBeUndefined();
+  });
+
+  test('the gateway in the home namespace reaches a service of billing by its namespaced names', () => {
+    const { chart, mesh, ledger } = estate();
+    const gateway = new MeshGateway(chart, 'gateway', { mesh, name: 'edge', routes: [{ hosts: ['ledger.example.com'], service: ledger }] });
+    ledger.allowFrom(gateway);
+    const objects = synthValid(chart);
+    const out = sidecarConfigOf(find(objects, 'ConfigMap', 'edge-proxy')).outbound.services;
+    expect(out.map((s) => [s.name, s.namespace, s.hosts])).toEqual([['ledger', 'billing', ['ledger.billing', 'ledger.billing.svc', 'ledger.billing.svc.cluster.local']]]);
   });
 
   test('services of one name in two namespaces; an injected workload in the second namespace', () => {
