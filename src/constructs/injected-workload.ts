@@ -509,8 +509,9 @@ export class InjectedWorkload extends Construct {
       ...template,
       spec: { ...template.spec, serviceAccountName: this.serviceAccountName },
     }, this.injection(), initArgs);
-    // injectSidecar leaves Lazy values (the init args) for MeshService's ApiObjects to resolve.
-    parent[last] = resolve([], injected, this.apiObject);
+    // injectSidecar leaves Lazy values (the init args) for MeshService's ApiObjects to resolve;
+    // keys sorted as cdk8s sorts every object's, so the YAML reads like the rest of the chart.
+    parent[last] = sortKeys(resolve([], injected, this.apiObject));
     return json;
   }
 }
@@ -531,4 +532,13 @@ function apiObjectOf(by: IConstruct, workload: IConstruct): ApiObject {
   } catch {
     return fail({ construct: by, prop: 'workload', value: workload.node.path, problem: 'is neither an ApiObject nor a construct whose default child is one', fix: 'pass a cdk8s-plus workload (Deployment, StatefulSet, DaemonSet, Job, CronJob) or an ApiObject with a pod template' });
   }
+}
+
+/** A JSON value with every object's keys in sorted order (arrays keep theirs). */
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as Record<string, unknown>)[k]);
+  return out;
 }

@@ -108,6 +108,9 @@ describe('Mesh.inject', () => {
     expect(pod.spec.containers[0].readinessProbe).toEqual({ httpGet: { path: '/app-health/http/readyz', port: 15020, scheme: 'HTTP' }, periodSeconds: 5 });
     expect(pod.spec.volumes.map((v: any) => v.name)).toEqual(['typemesh-config', 'typemesh-certs', 'typemesh-tmp', 'scratch']);
     expect(pod.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('worker');
+    // Keys in sorted order, as cdk8s writes every other object (the YAML reads the same).
+    expect(Object.keys(pod.spec)).toEqual([...Object.keys(pod.spec)].sort());
+    expect(Object.keys(pod.spec.initContainers[1])).toEqual([...Object.keys(pod.spec.initContainers[1])].sort());
     const cfg = sidecarConfigOf(find(objects, 'ConfigMap', 'report-worker-v1-sidecar'));
     expect(cfg.inbound.app.port).toBe(9090);
     expect(cfg.inbound.probes).toEqual([{ portName: 'http', kind: 'readyz', path: '/ready' }]);
