@@ -110,7 +110,10 @@ build_proxy() {
   fi
   (cd "$ROOT" \
     && node_modules/.bin/esbuild src/proxy-image/main.ts "${ESBUILD_FLAGS[@]}" "${maps[@]}" --outfile="$ctx/app/typemesh-proxy.js" \
-    && node_modules/.bin/esbuild src/proxy-image/interception/cli.ts "${ESBUILD_FLAGS[@]}" "${maps[@]}" --outfile="$ctx/app/typemesh-init.js")
+    && node_modules/.bin/esbuild src/proxy-image/interception/cli.ts "${ESBUILD_FLAGS[@]}" "${maps[@]}" --outfile="$ctx/app/typemesh-init.js" \
+    && node_modules/.bin/esbuild src/cni/typemesh-cni.ts "${ESBUILD_FLAGS[@]}" "${maps[@]}" --outfile="$ctx/app/typemesh-cni.js" \
+    && node_modules/.bin/esbuild src/cni/install.ts "${ESBUILD_FLAGS[@]}" "${maps[@]}" --outfile="$ctx/app/typemesh-cni-install.js" \
+    && cp src/cni/typemesh-cni.sh "$ctx/app/typemesh-cni.sh")
   log "building $PROXY_IMAGE"
   tm_podman build --quiet --layers=false --network=none --pull=never "${build_args[@]}" \
     -f "$ROOT/src/proxy-image/Dockerfile" -t "$PROXY_IMAGE" "$ctx" >/dev/null

@@ -24,6 +24,13 @@ import { parseArgs } from 'node:util';
 import { SUPPORTED_CNI_VERSIONS } from './cni-protocol';
 import { POD_ANNOTATIONS_CAPABILITY } from './pod-options';
 
+/** The installer's command in the sidecar image (its Dockerfile writes the wrapper). */
+export const INSTALL_COMMAND = 'typemesh-cni-install';
+/** Where the installer's container sees the node's CNI bin directory (the default of --cni-bin-dir). */
+export const HOST_CNI_BIN_MOUNT = '/host/opt/cni/bin';
+/** Where the installer's container sees the node's CNI config directory (the default of --cni-conf-dir). */
+export const HOST_CNI_CONF_MOUNT = '/host/etc/cni/net.d';
+
 /** The plugin's type: the name of its executable in the CNI bin directory. */
 export const PLUGIN_TYPE = 'typemesh-cni';
 /** The directory beside the wrapper holding `node` and the bundle. */
@@ -252,8 +259,8 @@ function parseCli(argv: readonly string[]): CliOptions {
     allowPositionals: true,
     strict: true,
     options: {
-      'cni-bin-dir': { type: 'string', default: '/host/opt/cni/bin' },
-      'cni-conf-dir': { type: 'string', default: '/host/etc/cni/net.d' },
+      'cni-bin-dir': { type: 'string', default: HOST_CNI_BIN_MOUNT },
+      'cni-conf-dir': { type: 'string', default: HOST_CNI_CONF_MOUNT },
       'source-dir': { type: 'string', default: '/app' },
       'pod-options-dir': { type: 'string' },
       'wait-seconds': { type: 'string' },

@@ -242,6 +242,16 @@ describeReal('the sidecar and shop images, built with podman and run as the pod 
       expect(script).toContain('iptables -w -t nat -A TYPEMESH_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006');
     });
 
+    it('the sidecar image carries the CNI installer: typemesh-cni-install chains a typemesh-cni that runs', () => {
+      const conflist = JSON.stringify({ cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'bridge' }] });
+      const out = inImage(images.proxy, `mkdir -p /tmp/bin /tmp/net.d && echo '${conflist}' > /tmp/net.d/10-net.conflist`
+        + ' && typemesh-cni-install install --cni-bin-dir /tmp/bin --cni-conf-dir /tmp/net.d >/dev/null'
+        + ' && echo \'{"cniVersion":"1.0.0"}\' | CNI_COMMAND=VERSION /tmp/bin/typemesh-cni && cat /tmp/net.d/10-net.conflist');
+      const [version, ...rest] = out.split('\n');
+      expect(JSON.parse(version).supportedVersions).toContain('1.0.0');
+      expect(JSON.parse(rest.join('\n')).plugins.map((p: { type: string }) => p.type)).toEqual(['bridge', 'typemesh-cni']);
+    });
+
     it('the shop image runs the app its first argument names, not as root', async () => {
       const out = inImage(images.shop, 'id -u; ls /app; command -v npm || echo "no npm"');
       expect(out).toBe('1000\nshop.js\nno npm\n');
