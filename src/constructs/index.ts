@@ -21,6 +21,7 @@ export * from './source';
 export * from './mesh-service';
 export * from './injected-workload';
 export * from './mesh-gateway';
+export * from './cni-installer';
 export * from './external-service';
 export * from './traffic-split';
 export * from './timeout';
