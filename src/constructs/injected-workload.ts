@@ -451,6 +451,9 @@ export class InjectedWorkload extends Construct {
     for (const v of (template.spec.volumes as Array<{ name: string }> | undefined) ?? []) {
       if (v.name.startsWith('typemesh-')) problems.push(`${where}: volume ${v.name} starts with "typemesh-", which names the sidecar's volumes; rename it`);
     }
+    // Its ConfigMap, Certificate (and with callerPort its Services) would collide with a MeshService's.
+    const twin = this.mesh.services.find((s) => s.serviceName === this.workloadName && s.namespace === this.namespace);
+    if (twin) problems.push(`${where}: the mesh name ${this.workloadName} is taken in namespace ${this.namespace} by the MeshService ${twin.node.path}; set \`name\` in inject() to another name`);
     const sa = template.spec.serviceAccountName as string | undefined;
     if (sa !== undefined && sa !== this.serviceAccountName) {
       problems.push(`${where}: the pod runs as ServiceAccount ${sa} but the mesh identity is ${this.identity}; set serviceAccountName: "${sa}" in inject() or drop it from the pod`);

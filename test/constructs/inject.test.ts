@@ -255,6 +255,11 @@ describe('Mesh.inject refuses', () => {
       spec: { selector: { matchLabels: { app: 'np' } }, template: { metadata: { labels: { app: 'np' } }, spec: { containers: [{ name: 'c', image: 'x' }] } } },
     }), { container: 'nope' });
     expectError(() => synth(chart2), 'container "nope" not found (containers: c)');
+    const chart3 = newChart();
+    const mesh3 = meshIn(chart3);
+    new MeshService(chart3, 'payment', { mesh: mesh3, name: 'payment', versions: [{ name: 'v1', image: 'x' }] });
+    mesh3.inject(new kplus.Deployment(chart3, 'd', { metadata: { name: 'payment' }, containers: [{ image: 'x', portNumber: 8080 }] }));
+    expectError(() => synth(chart3), 'the mesh name payment is taken in namespace shop by the MeshService test/payment', 'set `name` in inject()');
   });
 
   test('at synth, in a restricted mesh (CNI): a container that would not pass restricted; a compliant one passes', () => {
