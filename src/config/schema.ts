@@ -25,6 +25,8 @@ const durationMs = z.number().int().min(0);
 
 /** The drain window when `drainDurationMs` is unset: Istio's terminationDrainDuration default. */
 export const DEFAULT_DRAIN_DURATION_MS = 5000;
+/** How long a draining sidecar waits for the app's connections and the requests in flight when `drainTimeoutMs` is unset. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 const positiveDurationMs = z.number().int().min(1);
 const percentage = z.number().min(0).max(100);
 const spiffeId = z.string().regex(SPIFFE_ID, 'must be a SPIFFE ID such as spiffe://cluster.local/ns/shop/sa/payment');
@@ -441,7 +443,7 @@ export const SidecarConfigSchema = z.strictObject({
    * SIGTERM, after the drain window: close the listeners, then wait at most this long for the
    * app's connections and the requests in flight.
    */
-  drainTimeoutMs: durationMs.default(5000),
+  drainTimeoutMs: durationMs.default(DEFAULT_DRAIN_TIMEOUT_MS),
   /**
    * SIGTERM: the drain window (Istio's terminationDrainDuration). Both listeners keep accepting
    * this long; inbound answers carry `Connection: close` and HTTP/2 sessions get GOAWAY, so

@@ -9,6 +9,7 @@ import { InjectedWorkload, InjectOptions } from './injected-workload';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
 import { DEFAULT_SIDECAR_RESOURCES, InterceptionMode, PodSecurityLevel, podSecurityLevelOf, SIDECAR_CERTS_DIR, SidecarMode } from './sidecar-injection';
 import { resolveInterceptionOptions } from '../config/interception-options';
+import { DEFAULT_DRAIN_DURATION_MS, DEFAULT_DRAIN_TIMEOUT_MS } from '../config/schema';
 import { ResolvedTelemetry, resolveMeshTelemetry, TelemetryOptions } from './telemetry';
 import { durationMs, goDuration, MtlsMode } from './values';
 
@@ -101,6 +102,21 @@ export interface MeshProps {
    */
   readonly sidecarMode?: SidecarMode;
   /**
+   * SIGTERM: how long each sidecar keeps serving while Kubernetes removes the pod's endpoints
+   * (Istio's terminationDrainDuration): both listeners keep accepting, inbound answers carry
+   * `Connection: close` and HTTP/2 sessions get GOAWAY, so peers move to other pods. The
+   * sidecar config's `drainDurationMs`. With `sidecarDrainTimeout` it must stay below the pods'
+   * terminationGracePeriodSeconds (30 s: the constructs set none, Kubernetes' default applies).
+   * @default Duration.seconds(5) (the sidecar's default; not written into the config)
+   */
+  readonly sidecarDrainDuration?: Duration;
+  /**
+   * SIGTERM, after the drain window: how long each sidecar waits for the app's connections and
+   * the requests in flight once its listeners are closed (the sidecar config's `drainTimeoutMs`).
+   * @default Duration.seconds(5) (the sidecar's default; not written into the config)
+   */
+  readonly sidecarDrainTimeout?: Duration;
+  /**
    * How the pods' traffic reaches the sidecars: the typemesh-init init container (needs the
    * `privileged` Pod Security level), the typemesh-cni node plugin, or none (explicit). The
    * Namespace's pod-security labels follow: `privileged`, else `restricted`.
@@ -174,6 +190,9 @@ interface RegisteredService extends IConstruct {
   readonly namespace?: string;
 }
 
+/** Kubernetes' default terminationGracePeriodSeconds, which the constructs' pods keep. */
+const DEFAULT_TERMINATION_GRACE_PERIOD_MS = 30_000;
+
 /** Meshes whose constructor finished: one that failed validation stays in the tree but does not count. */
 const BUILT_MESHES = new WeakSet<Mesh>();
 
@@ -207,6 +226,12 @@ export class Mesh extends Construct {
   public readonly sidecarMode: SidecarMode;
   /** How traffic reaches the sidecar. */
   public readonly interception: InterceptionMode;
+  /** The sidecars' drain window after SIGTERM, in milliseconds. */
+  public readonly sidecarDrainDurationMs: number;
+  /** How long the sidecars wait for connections and requests in flight after the drain window, in milliseconds. */
+  public readonly sidecarDrainTimeoutMs: number;
+  /** @internal The drain fields of every sidecar config of the mesh: only those the props set. */
+  public readonly _sidecarDrainConfig: { readonly drainDurationMs?: number; readonly drainTimeoutMs?: number };
   /** The Pod Security level every pod of the mesh passes (the Namespace's pod-security labels). */
   public readonly podSecurityLevel: PodSecurityLevel;
   /** Outbound CIDRs never redirected to the sidecar, normalized. */
@@ -274,6 +299,21 @@ export class Mesh extends Construct {
       fail({ construct: this, prop: 'interception', value: this.interception, problem: `must be one of ${Object.values(InterceptionMode).join(', ')}`, fix: 'use InterceptionMode.INIT_CONTAINER, CNI or EXPLICIT' });
     }
     this.podSecurityLevel = podSecurityLevelOf(this.interception);
+    const drain = props.sidecarDrainDuration === undefined ? undefined : durationMs(this, 'sidecarDrainDuration', props.sidecarDrainDuration);
+    const drainTimeout = props.sidecarDrainTimeout === undefined ? undefined : durationMs(this, 'sidecarDrainTimeout', props.sidecarDrainTimeout);
+    this.sidecarDrainDurationMs = drain ?? DEFAULT_DRAIN_DURATION_MS;
+    this.sidecarDrainTimeoutMs = drainTimeout ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    this._sidecarDrainConfig = { ...(drain !== undefined ? { drainDurationMs: drain } : {}), ...(drainTimeout !== undefined ? { drainTimeoutMs: drainTimeout } : {}) };
+    const shutdownMs = this.sidecarDrainDurationMs + this.sidecarDrainTimeoutMs;
+    if (shutdownMs >= DEFAULT_TERMINATION_GRACE_PERIOD_MS) {
+      // The kubelet sends SIGKILL when the grace period ends: a drain still running then drops its requests.
+      const prop = drain !== undefined ? 'sidecarDrainDuration' : 'sidecarDrainTimeout';
+      fail({
+        construct: this, prop, value: goDuration(prop === 'sidecarDrainDuration' ? this.sidecarDrainDurationMs : this.sidecarDrainTimeoutMs),
+        problem: `the sidecar may take sidecarDrainDuration + sidecarDrainTimeout = ${goDuration(shutdownMs)} after SIGTERM, not below the pods' terminationGracePeriodSeconds (${DEFAULT_TERMINATION_GRACE_PERIOD_MS / 1000} s, Kubernetes' default: the constructs set none), so the kubelet would kill it mid-drain`,
+        fix: `keep the two below ${DEFAULT_TERMINATION_GRACE_PERIOD_MS / 1000} s together, e.g. Duration.seconds(5) each (the defaults)`,
+      });
+    }
     this.excludeOutboundCidrs = [];
     (props.excludeOutboundCidrs ?? []).forEach((cidr, i) => {
       let normalized: readonly string[] = [];
