@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { InterceptionOptions, InterceptionOptionsError } from './options';
+import { IPTABLES_BACKENDS, IptablesBackendName } from './script';
 
 /** What the command line asks for. */
 export interface InterceptionCommand {
@@ -14,6 +15,8 @@ export interface InterceptionCommand {
   /** Remove the chains and jumps instead of installing them. */
   readonly clean: boolean;
   readonly help: boolean;
+  /** --iptables-backend: which iptables tools the script runs (unset: the image's default). */
+  readonly iptablesBackend?: IptablesBackendName;
 }
 
 /** The usage text of typemesh-init. */
@@ -36,6 +39,8 @@ Options:
   --exclude-outbound-cidrs LIST  outbound destinations never captured (a.b.c.d/n or IPv6 addr/n)
   --tcp-redirects LIST           meshed TCP services: PORT:LISTENER pairs, outbound TCP to PORT goes to
                                  the proxy's LISTENER (e.g. 5432:15101)
+  --iptables-backend nft|legacy  run iptables-nft or iptables-legacy (default: iptables as the image
+                                 resolves it, nft in the sidecar image); legacy needs NET_RAW as well
   --dry-run                      print the script instead of running it
   --clean                        remove the rules instead of installing them
   -h, --help                     show this help
@@ -62,6 +67,7 @@ export function parseInterceptionArgs(argv: readonly string[]): InterceptionComm
         'exclude-outbound-ports': { type: 'string' },
         'exclude-outbound-cidrs': { type: 'string' },
         'tcp-redirects': { type: 'string' },
+        'iptables-backend': { type: 'string' },
         'dry-run': { type: 'boolean' },
         'clean': { type: 'boolean' },
         'help': { type: 'boolean', short: 'h' },
@@ -88,7 +94,14 @@ export function parseInterceptionArgs(argv: readonly string[]): InterceptionComm
       return { port: Number(m[1]), listenerPort: Number(m[2]) };
     }),
   };
-  return { options, dryRun: values['dry-run'] === true, clean: values.clean === true, help: values.help === true };
+  const backend = str('iptables-backend');
+  if (backend !== undefined && !(IPTABLES_BACKENDS as readonly string[]).includes(backend)) {
+    throw new InterceptionOptionsError(`--iptables-backend must be one of ${IPTABLES_BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`);
+  }
+  return {
+    options, dryRun: values['dry-run'] === true, clean: values.clean === true, help: values.help === true,
+    ...(backend !== undefined ? { iptablesBackend: backend as IptablesBackendName } : {}),
+  };
 }
 
 function list(value: string | undefined): string[] | undefined {

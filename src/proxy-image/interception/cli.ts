@@ -22,7 +22,7 @@ export function runInterceptionCli(argv: readonly string[]): number {
       return 0;
     }
     dryRun = command.dryRun;
-    script = generateInterceptionScript(command.options, { clean: command.clean });
+    script = generateInterceptionScript(command.options, { clean: command.clean, iptablesBackend: command.iptablesBackend });
   } catch (e) {
     if (e instanceof InterceptionOptionsError) {
       process.stderr.write(`typemesh-init: ${e.message}\n`);
