@@ -32,7 +32,7 @@ export * from './traffic-mirror';
 export * from './strict-mtls';
 export * from './authorization-policy';
 export {
-  DEFAULT_APP_SECURITY_CONTEXT, InterceptionMode, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_UID,
+  DEFAULT_APP_SECURITY_CONTEXT, InterceptionMode, IptablesBackend, SIDECAR_CERTS_DIR, SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_KEY, SIDECAR_UID,
   SidecarMode, SidecarPorts,
 } from './sidecar-injection';
 export type { Capabilities, ContainerSecurityContext, PodSecurityLevel } from './sidecar-injection';

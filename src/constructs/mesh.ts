@@ -7,7 +7,7 @@ import { checkDnsLabel, fail } from './errors';
 import { recommendedLabels } from './labels';
 import { InjectedWorkload, InjectOptions } from './injected-workload';
 import { DEFAULT_SIDECAR_IMAGE } from './package-version';
-import { DEFAULT_SIDECAR_RESOURCES, InterceptionMode, PodSecurityLevel, podSecurityLevelOf, SIDECAR_CERTS_DIR, SidecarMode } from './sidecar-injection';
+import { DEFAULT_SIDECAR_RESOURCES, InterceptionMode, IptablesBackend, PodSecurityLevel, podSecurityLevelOf, SIDECAR_CERTS_DIR, SidecarMode } from './sidecar-injection';
 import { resolveInterceptionOptions } from '../config/interception-options';
 import { DEFAULT_DRAIN_DURATION_MS, DEFAULT_DRAIN_TIMEOUT_MS } from '../config/schema';
 import { ResolvedTelemetry, resolveMeshTelemetry, TelemetryOptions } from './telemetry';
@@ -124,6 +124,13 @@ export interface MeshProps {
    */
   readonly interception?: InterceptionMode;
   /**
+   * Which iptables the typemesh-init container runs (INIT_CONTAINER interception only): NFT, the
+   * image's iptables-nft, with NET_ADMIN; or LEGACY, iptables-legacy for nodes whose kernel has
+   * no nf_tables, which also needs NET_RAW (the init container gets it; docs/interception.md).
+   * @default IptablesBackend.NFT
+   */
+  readonly iptablesBackend?: IptablesBackend;
+  /**
    * Outbound destinations (IPv4 or IPv6 CIDRs, e.g. the cloud metadata endpoint
    * `169.254.169.254/32`) the interception rules never redirect to the sidecar
    * (typemesh-init's `--exclude-outbound-cidrs`).
@@ -226,6 +233,8 @@ export class Mesh extends Construct {
   public readonly sidecarMode: SidecarMode;
   /** How traffic reaches the sidecar. */
   public readonly interception: InterceptionMode;
+  /** Which iptables typemesh-init runs. */
+  public readonly iptablesBackend: IptablesBackend;
   /** The sidecars' drain window after SIGTERM, in milliseconds. */
   public readonly sidecarDrainDurationMs: number;
   /** How long the sidecars wait for connections and requests in flight after the drain window, in milliseconds. */
@@ -299,6 +308,13 @@ export class Mesh extends Construct {
       fail({ construct: this, prop: 'interception', value: this.interception, problem: `must be one of ${Object.values(InterceptionMode).join(', ')}`, fix: 'use InterceptionMode.INIT_CONTAINER, CNI or EXPLICIT' });
     }
     this.podSecurityLevel = podSecurityLevelOf(this.interception);
+    this.iptablesBackend = props.iptablesBackend ?? IptablesBackend.NFT;
+    if (!Object.values(IptablesBackend).includes(this.iptablesBackend)) {
+      fail({ construct: this, prop: 'iptablesBackend', value: this.iptablesBackend, problem: `must be one of ${Object.values(IptablesBackend).join(', ')}`, fix: 'use IptablesBackend.NFT or IptablesBackend.LEGACY' });
+    }
+    if (this.iptablesBackend === IptablesBackend.LEGACY && this.interception !== InterceptionMode.INIT_CONTAINER) {
+      fail({ construct: this, prop: 'iptablesBackend', value: this.iptablesBackend, problem: `applies to the typemesh-init container only, and interception is ${this.interception} (${this.interception === InterceptionMode.CNI ? 'typemesh-cni runs the node\'s own iptables' : 'no rules are written'})`, fix: 'remove iptablesBackend, or use InterceptionMode.INIT_CONTAINER' });
+    }
     const drain = props.sidecarDrainDuration === undefined ? undefined : durationMs(this, 'sidecarDrainDuration', props.sidecarDrainDuration);
     const drainTimeout = props.sidecarDrainTimeout === undefined ? undefined : durationMs(this, 'sidecarDrainTimeout', props.sidecarDrainTimeout);
     this.sidecarDrainDurationMs = drain ?? DEFAULT_DRAIN_DURATION_MS;

@@ -85,6 +85,21 @@ export enum InterceptionMode {
   EXPLICIT = 'explicit',
 }
 
+/** Which iptables typemesh-init runs (INIT_CONTAINER interception). */
+export enum IptablesBackend {
+  /**
+   * The image's `iptables` (iptables-nft in the sidecar image), with NET_ADMIN only. Needs a
+   * kernel with nf_tables (every distribution kernel since Linux 3.13).
+   */
+  NFT = 'nft',
+  /**
+   * iptables-legacy (`typemesh-init --iptables-backend legacy`), for nodes whose kernel has no
+   * nf_tables. It talks to the kernel through a raw socket, so the init container also gets
+   * NET_RAW.
+   */
+  LEGACY = 'legacy',
+}
+
 /** A Pod Security Standards level (https://kubernetes.io/docs/concepts/security/pod-security-standards/). */
 export type PodSecurityLevel = 'privileged' | 'baseline' | 'restricted';
 
@@ -225,6 +240,8 @@ export interface WorkloadPodSpec {
   readonly securityContext: ContainerSecurityContext;
   readonly sidecarMode: SidecarMode;
   readonly interception: InterceptionMode;
+  /** typemesh-init's iptables (unset: NFT). */
+  readonly iptablesBackend?: IptablesBackend;
   /** The app's own volumes: pod volumes and the app container's mounts. */
   readonly appVolumes?: { readonly volumes: Array<Record<string, unknown>>; readonly volumeMounts: Array<Record<string, unknown>> };
   /** Spread the pods matching these labels across zones and nodes (none: no constraint). */
@@ -285,6 +302,8 @@ export const METRICS_ANNOTATIONS: Readonly<Record<string, string>> = {
 export interface SidecarInjection {
   readonly sidecarMode: SidecarMode;
   readonly interception: InterceptionMode;
+  /** typemesh-init's iptables (unset: NFT). */
+  readonly iptablesBackend?: IptablesBackend;
   readonly sidecarImage: string;
   readonly sidecarResources: ContainerResources;
   /** The ConfigMap holding the sidecar config (key SIDECAR_CONFIG_KEY). */
@@ -391,20 +410,22 @@ export function injectSidecar(template: PodTemplateJson, s: SidecarInjection, in
     ],
   };
 
+  const legacy = s.iptablesBackend === IptablesBackend.LEGACY;
   const init = {
     name: INIT_CONTAINER,
     image: s.sidecarImage,
     command: [INIT_CONTAINER],
-    args: Lazy.any({ produce: initArgs }),
+    args: Lazy.any({ produce: () => [...initArgs(), ...(legacy ? ['--iptables-backend', IptablesBackend.LEGACY] : [])] }),
     resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
     // The only container with network privileges: it writes the iptables rules and exits.
-    // Root with NET_ADMIN only: iptables needs no NET_RAW to write rules.
+    // Root with NET_ADMIN only: iptables-nft needs no NET_RAW to write rules; iptables-legacy
+    // does (its raw socket to the kernel), so it gets NET_RAW too.
     securityContext: {
       runAsUser: 0,
       runAsNonRoot: false,
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,
-      capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
+      capabilities: { add: legacy ? ['NET_ADMIN', 'NET_RAW'] : ['NET_ADMIN'], drop: ['ALL'] },
     },
   };
   const interceptionInit = s.interception === InterceptionMode.INIT_CONTAINER ? [init] : [];
@@ -482,6 +503,7 @@ export function podSpec(w: WorkloadPodSpec, initArgs: () => string[]): Record<st
   return injectSidecar({ spec: appPod }, {
     sidecarMode: w.sidecarMode,
     interception: w.interception,
+    iptablesBackend: w.iptablesBackend,
     sidecarImage: w.sidecarImage,
     sidecarResources: w.sidecarResources,
     configMapName: w.configMapName,
