@@ -20,6 +20,16 @@ export const RESERVED_PORT_MIN = 15000;
 /** Highest port reserved for the sidecar. */
 export const RESERVED_PORT_MAX = 15090;
 
+/**
+ * The first of the loopback listener ports a caller's sidecar opens for the meshed TCP services
+ * it calls (outbound.tcpServices[].listenerPort): the n-th TCP destination port of a caller,
+ * in declaration order, gets TCP_LISTENER_PORT_MIN + n. Inside the reserved range, so no app
+ * port can collide with one.
+ */
+export const TCP_LISTENER_PORT_MIN = 15040;
+/** The last TCP listener port: a caller reaches at most 50 TCP service ports. */
+export const TCP_LISTENER_PORT_MAX = 15089;
+
 /** The uid the proxy runs as; the interception rules never capture its own traffic. */
 export const PROXY_UID = 1337;
 
@@ -50,7 +60,9 @@ export const WAIT_READY_URL = `http://127.0.0.1:${PROXY_ADMIN_PORT}/healthz/read
  * port is captured (its app ports are passed for validation); outbound, the ports of the mesh
  * services it calls (each service port and each subset's discovery port) are captured. A
  * workload that calls no mesh service gets --no-outbound-capture: capturing all its TCP would
- * send non-mesh traffic (a database, say) to the HTTP proxy.
+ * send non-mesh traffic (a database, say) to the HTTP proxy. Each meshed TCP service port goes
+ * to its own listener (--tcp-redirects PORT:LISTENER, matched before the HTTP capture); its port
+ * is also listed in --outbound-ports so that a caller of TCP services only never captures all TCP.
  */
 export function interceptionArgsFor(config: SidecarConfig): string[] {
   const appPorts = sortedUnique(config.workload.appPorts.map((p) => p.port));
@@ -62,6 +74,8 @@ export function interceptionArgsFor(config: SidecarConfig): string[] {
       else for (const e of subset.discovery.endpoints) outboundPorts.add(e.port);
     }
   }
+  const tcp = config.outbound.tcpServices;
+  for (const svc of tcp) outboundPorts.add(svc.port);
   const { outboundPort, inboundPort, adminPort } = config.listeners;
   // A mesh port that is one of the proxy's own listener ports is already reached directly.
   for (const p of [outboundPort, inboundPort, adminPort]) outboundPorts.delete(p);
@@ -72,8 +86,11 @@ export function interceptionArgsFor(config: SidecarConfig): string[] {
     '--admin-port', String(adminPort),
     '--app-ports', appPorts.join(','),
   ];
-  if (config.outbound.services.length === 0 || outboundPorts.size === 0) args.push('--no-outbound-capture');
+  if ((config.outbound.services.length === 0 && tcp.length === 0) || outboundPorts.size === 0) args.push('--no-outbound-capture');
   else args.push('--outbound-ports', sortedUnique([...outboundPorts]).join(','));
+  if (tcp.length > 0) {
+    args.push('--tcp-redirects', [...tcp].sort((a, b) => a.port - b.port).map((s) => `${s.port}:${s.listenerPort}`).join(','));
+  }
   return args;
 }
 

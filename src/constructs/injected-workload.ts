@@ -24,6 +24,7 @@ import { Source } from './source';
 import { LoadBalancerPolicy } from './traffic-options';
 import { goDuration, MtlsMode, Protocol } from './values';
 import { checkedSidecarConfig, telemetryConfig } from './workload-config';
+import { outboundSection } from './outbound-ports';
 
 /** An app port of an injected workload. */
 export interface InjectedPortOptions {
@@ -283,7 +284,8 @@ export class InjectedWorkload extends Construct {
       // The bare name resolves in the caller's own namespace: a host only for callers of this one.
       hosts: [...(callerNamespace === ns ? [name] : []), `${name}.${ns}`, `${name}.${ns}.svc`, this.fqdn],
       port: this.props.callerPort ?? 80,
-      protocol: this.appPorts()[0]?.protocol ?? Protocol.HTTP,
+      // TCP ports of injected workloads are refused in checkPorts.
+      protocol: (this.appPorts()[0]?.protocol ?? Protocol.HTTP) as 'http' | 'http2' | 'grpc',
       subsets: [{
         name: this.version,
         labels: { version: this.version },
@@ -323,7 +325,7 @@ export class InjectedWorkload extends Construct {
         probes: (container ? appProbesOf(container, ports) : []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
-      outbound: { services: this.destinations.map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
+      outbound: { ...outboundSection(this, 'calls', this.namespace, this.destinations), ...this.mesh._egressConfig() },
       telemetry: telemetryConfig(this.mesh._telemetry),
     };
     return checkedSidecarConfig(this, 'sidecarConfig', `${this.workloadName}-${this.version}`, input, 'correct the inject() options that produce the fields named above');
@@ -430,6 +432,9 @@ export class InjectedWorkload extends Construct {
       checkInteger(this, `ports[${i}].port`, p.port, 1, 65535, 'use a port from 1 to 65535');
       if (p.port >= RESERVED_PORT_MIN && p.port <= RESERVED_PORT_MAX) {
         fail({ construct: this, prop: `ports[${i}].port`, value: p.port, problem: `collides with the ports ${RESERVED_PORT_MIN}-${RESERVED_PORT_MAX} reserved for the sidecar`, fix: 'use a port outside 15000-15090, e.g. 8080' });
+      }
+      if (p.protocol === Protocol.TCP) {
+        fail({ construct: this, prop: `ports[${i}].protocol`, value: p.protocol, problem: 'TCP ports of injected workloads are not meshed yet (only a MeshService serves a TCP port)', fix: 'declare the TCP server as a MeshService with ports: [{ port, protocol: Protocol.TCP }], or leave the port undeclared' });
       }
     });
   }

@@ -9,7 +9,7 @@ import {
 import { interceptionArgsFor } from '../config/pod-contract';
 import type { z } from 'zod';
 import type { OutboundServiceSchema } from '../config/schema';
-import { checkDnsLabel, checkInteger, checkPercentage, fail } from './errors';
+import { checkDnsLabel, checkInteger, checkPercentage, fail, warn } from './errors';
 import { checkMethod, HeaderCondition, RequestMatch, routeMatchConfig } from './matches';
 import { appEnv, appSecurityContext, appVolumes } from './app-container';
 import { InjectedWorkload } from './injected-workload';
@@ -28,6 +28,7 @@ import {
 } from './traffic-options';
 import { durationMs, goDuration, HttpMethod, MtlsMode, Protocol } from './values';
 import { checkedSidecarConfig, telemetryConfig } from './workload-config';
+import { OutboundEntries, outboundSection } from './outbound-ports';
 
 /** A port of a service. */
 export interface ServicePortOptions {
@@ -40,11 +41,13 @@ export interface ServicePortOptions {
   readonly targetPort?: number;
   /**
    * The port's name (an IANA service name: lower-case, at most 15 characters).
-   * @default 'http' for the first port, 'http-<port>' for the others
+   * @default 'tcp-<port>' for a TCP port; else 'http' for the first port, 'http-<port>' for the others
    */
   readonly name?: string;
   /**
-   * The application protocol.
+   * The application protocol. A `Protocol.TCP` port is meshed per connection (mTLS, identity,
+   * authorization by principal and namespace, connection metrics); callers reach it through a
+   * loopback listener of their sidecar, and no route policy or HTTP probe applies to it.
    * @default Protocol.HTTP
    */
   readonly protocol?: Protocol;
@@ -214,8 +217,10 @@ export interface MeshServiceProps {
   /** The service's name (a DNS-1123 label): the ClusterIP Service, the `app` label and the host callers use. */
   readonly name: string;
   /**
-   * The service's ports. The first is the mesh port: the sidecar forwards inbound requests to
-   * its targetPort, and callers' sidecars route requests for its port.
+   * The service's ports. Callers reach every port: each HTTP port is an outbound service of
+   * the callers' sidecars (routed by `host:port`, the same routes and policies), each TCP port
+   * a TCP service; the sidecar forwards to the port's targetPort. The first port is the default
+   * app port (for clients that name no port, such as plaintext PERMISSIVE clients).
    * @default [{ port: 80, targetPort: 8080 }]
    */
   readonly ports?: ServicePortOptions[];
@@ -465,6 +470,7 @@ export class MeshService extends Construct {
 
   /** Adds a route before the default (catch-all) route; routes are tried in the order they were added. */
   public addRoute(options: RouteOptions): this {
+    this.checkRoutesApply(this, 'addRoute');
     checkDnsLabel(this, 'addRoute.name', options.name, 'checkout');
     if (this.routes.some((r) => r.name === options.name)) {
       fail({ construct: this, prop: 'addRoute.name', value: options.name, problem: 'a route of this name already exists (`default` is the catch-all route)', fix: 'give every route a different name' });
@@ -526,6 +532,7 @@ export class MeshService extends Construct {
 
   /** @internal Sets one field of a route, once; checks the route's cross-field rules. */
   public _configureRoute<F extends RouteField>(by: IConstruct, routeName: string, field: F, value: RouteSettings[F]): void {
+    this.checkRoutesApply(by, field);
     const route = this.routes.find((r) => r.name === routeName);
     if (!route) {
       fail({ construct: by, prop: 'route', value: routeName, problem: `${this.serviceName} has no such route (known: ${this.routeNames.join(', ')})`, fix: 'call service.addRoute({ name, match }) first, or omit `route` for the default route' });
@@ -583,6 +590,18 @@ export class MeshService extends Construct {
     };
     if (principals.length > 0) rule.principals = [...new Set(principals)];
     if (namespaces.length > 0) rule.namespaces = [...new Set(namespaces)];
+    const tcpPorts = this.ports.filter((p) => p.protocol === Protocol.TCP);
+    for (const field of ['methods', 'paths', 'headers'] as const) {
+      const v = conditions[field];
+      if (tcpPorts.length > 0 && v && v.length > 0) {
+        // A byte stream has no method, path or header: such a rule would never match (ALLOW) or never fire (DENY).
+        fail({
+          construct: by, prop: field, value: field === 'headers' ? `${v.length} header condition(s)` : (v as string[]).join(','),
+          problem: `${this.serviceName} serves the TCP port${tcpPorts.length > 1 ? 's' : ''} ${tcpPorts.map((p) => `"${p.name}" (${p.port})`).join(', ')}, where a connection is authorized by principal and namespace only`,
+          fix: `drop ${field} (allow or deny the source as a whole), or serve the HTTP API from a MeshService of its own`,
+        });
+      }
+    }
     if (conditions.methods && conditions.methods.length > 0) {
       conditions.methods.forEach((m, i) => checkMethod(by, `methods[${i}]`, m));
       rule.methods = [...conditions.methods];
@@ -615,22 +634,64 @@ export class MeshService extends Construct {
    * connection policy.
    */
   public outboundService(callerNamespace: string = this.namespace): OutboundServiceInput {
+    const first = this.ports.find((p) => p.protocol !== Protocol.TCP);
+    if (!first) {
+      fail({ construct: this, prop: 'ports', value: this.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(','), problem: `${this.serviceName} has TCP ports only, and this needs an HTTP service (a route, a gateway, an HTTP policy)`, fix: 'call the TCP service from a MeshService (callsTo), or give it an HTTP port' });
+    }
+    return this.outboundServiceFor(callerNamespace, first);
+  }
+
+  /**
+   * @internal This service in a caller's outbound config, every port: one outbound service per
+   * HTTP port and one TCP service per TCP port (listener ports are the caller's to assign). The
+   * first port is named after the service, the others `<service>-<portName>`.
+   */
+  public _outboundEntries(callerNamespace: string): OutboundEntries {
+    const services: OutboundEntries['services'] = [];
+    const tcpServices: OutboundEntries['tcpServices'] = [];
+    for (const p of this.ports) {
+      if (p.protocol !== Protocol.TCP) {
+        services.push(this.outboundServiceFor(callerNamespace, p));
+        continue;
+      }
+      tcpServices.push({
+        name: this.entryName(p),
+        namespace: this.namespace,
+        port: p.port,
+        targetPort: p.targetPort,
+        subsets: this.subsets(),
+      });
+    }
+    return { services, tcpServices };
+  }
+
+  private entryName(p: { name: string }): string {
+    return p === this.ports[0] ? this.serviceName : `${this.serviceName}-${p.name}`;
+  }
+
+  private subsets() {
+    return this.versionNames.map((v) => ({
+      name: v,
+      labels: { version: v },
+      identity: this.identity,
+      discovery: { type: 'dns' as const, hostname: `${this.serviceName}-${v}.${this.namespace}.svc.${this.mesh.clusterDomain}`, port: SidecarPorts.INBOUND },
+    }));
+  }
+
+  private outboundServiceFor(callerNamespace: string, p: { name: string; port: number; targetPort: number; protocol: Protocol }): OutboundServiceInput {
     const ns = this.namespace;
     // The bare name resolves in the caller's own namespace: a host only for callers of this one.
     const shortName = callerNamespace === ns ? [this.serviceName] : [];
     const first = this.versionNames[0];
     return {
-      name: this.serviceName,
+      name: this.entryName(p),
       namespace: ns,
       hosts: [...shortName, `${this.serviceName}.${ns}`, `${this.serviceName}.${ns}.svc`, this.fqdn],
-      port: this.port,
-      protocol: this.ports[0].protocol,
-      subsets: this.versionNames.map((v) => ({
-        name: v,
-        labels: { version: v },
-        identity: this.identity,
-        discovery: { type: 'dns' as const, hostname: `${this.serviceName}-${v}.${ns}.svc.${this.mesh.clusterDomain}`, port: SidecarPorts.INBOUND },
-      })),
+      port: p.port,
+      // A single-port service keeps the peer's default app port; with several, each names its own.
+      ...(this.ports.length > 1 ? { targetPort: p.targetPort } : {}),
+      protocol: p.protocol as 'http' | 'http2' | 'grpc',
+      subsets: this.subsets(),
       routes: this.routes.map((r) => r.toConfig(first)),
       loadBalancer: { policy: this.loadBalancer },
       ...(this.connectionPool ? { connectionPool: this.connectionPool.config } : {}),
@@ -667,7 +728,7 @@ export class MeshService extends Construct {
         probes: (this.probesByVersion.get(version) ?? []).map((p) => ({ portName: p.portName, kind: p.kind, path: p.path })),
         authorization: { rules: this.rules },
       },
-      outbound: { services: [...this.destinations, ...this.injectedDestinations].map((d) => d.outboundService(this.namespace)), ...this.mesh._egressConfig() },
+      outbound: { ...outboundSection(this, 'callsTo', this.namespace, [...this.destinations, ...this.injectedDestinations]), ...this.mesh._egressConfig() },
       telemetry: telemetryConfig(this.telemetry),
     };
     return checkedSidecarConfig(this, `sidecarConfig(${version})`, `${this.serviceName}-${version}`, input,
@@ -690,6 +751,20 @@ export class MeshService extends Construct {
       const problem = `the service is not part of the mesh of ${this.serviceName} (${this.mesh.node.path}, namespaces ${this.mesh.namespaces.join(', ')})${owner}`;
       fail({ construct: by, prop, value: name, problem, fix: 'reference a MeshService of the same Mesh (a Mesh spans several namespaces with `namespaces`), or Source.principal()/Source.namespace() for peers outside it' });
     }
+  }
+
+  /**
+   * Route policies (routes, splits, timeouts, retries, faults, mirrors) act on HTTP requests:
+   * refused for a service with TCP ports only, a warning where they reach its HTTP ports only.
+   */
+  private checkRoutesApply(by: IConstruct, prop: string): void {
+    const tcp = this.ports.filter((p) => p.protocol === Protocol.TCP);
+    if (tcp.length === 0) return;
+    const ports = tcp.map((p) => `"${p.name}" (${p.port})`).join(', ');
+    if (tcp.length === this.ports.length) {
+      fail({ construct: by, prop, value: this.serviceName, problem: `${this.serviceName} has TCP ports only (${ports}); a connection carries no requests to route, split, time out or retry`, fix: 'remove this policy (TCP connections go to any version, in turn), or declare it on an HTTP service' });
+    }
+    warn({ construct: by, prop, value: this.serviceName, problem: `applies to the HTTP ports of ${this.serviceName} only, not to its TCP port${tcp.length > 1 ? 's' : ''} ${ports}`, fix: 'serve the TCP port from a MeshService of its own to make this explicit' });
   }
 
   private checkRoute(by: IConstruct, route: MeshRoute): void {
@@ -718,7 +793,7 @@ export class MeshService extends Construct {
   private validatePorts(ports: readonly ServicePortOptions[]) {
     if (ports.length === 0) fail({ construct: this, prop: 'ports', value: [], problem: 'a service needs at least one port', fix: 'omit ports for the default [{ port: 80, targetPort: 8080 }]' });
     const out = ports.map((p, i) => {
-      const name = p.name ?? (i === 0 ? 'http' : `http-${p.port}`);
+      const name = p.name ?? (p.protocol === Protocol.TCP ? `tcp-${p.port}` : i === 0 ? 'http' : `http-${p.port}`);
       const targetPort = p.targetPort ?? p.port;
       for (const [prop, value] of [[`ports[${i}].port`, p.port], [`ports[${i}].targetPort`, targetPort]] as const) {
         checkInteger(this, prop, value, 1, 65535, 'use a port from 1 to 65535');
@@ -889,6 +964,10 @@ export class MeshService extends Construct {
       const appPort = this.ports.find((p) => p.targetPort === port);
       if (!appPort) {
         fail({ construct: this, prop: `${prop}.port`, value: port, problem: `is not one of the app ports (${this.ports.map((p) => p.targetPort).join(', ')})`, fix: 'probe an app port (a targetPort of `ports`), or omit port for the first one' });
+      }
+      if (appPort.protocol === Protocol.TCP) {
+        const http = this.ports.find((p) => p.protocol !== Protocol.TCP);
+        fail({ construct: this, prop: `${prop}.port`, value: port, problem: `app port "${appPort.name}" is TCP: an HTTP probe (path ${probe.path}) cannot be answered there`, fix: http ? `probe an HTTP port, e.g. port: ${http.targetPort}` : 'serve the health path on an HTTP port of its own and declare it in `ports`' });
       }
       const failureThreshold = probe.failureThreshold ?? 3;
       checkInteger(this, `${prop}.failureThreshold`, failureThreshold, 1, 1000);

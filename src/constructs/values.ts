@@ -54,6 +54,11 @@ export enum Protocol {
   HTTP2 = 'http2',
   /** gRPC over HTTP/2. */
   GRPC = 'grpc',
+  /**
+   * Plain TCP (databases, Redis, Kafka): meshed with mTLS and authorized by principal and
+   * namespace per connection; no routes, retries, timeouts, splits or HTTP probes apply.
+   */
+  TCP = 'tcp',
 }
 
 /** An HTTP method, as matched by routes and authorization rules. */
