@@ -7,7 +7,7 @@
  * actually execute.
  */
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -80,7 +80,7 @@ describe('typemesh-cni-install', () => {
     // Only the first conflist is the node's network; the others are not touched.
     expect(JSON.parse(read(path.join(n.conf, '20-other.conflist')))).toEqual({ ...CONTAINERD_CONFLIST, name: 'other' });
     // No temporary file left for a runtime to trip over.
-    expect(require('node:fs').readdirSync(n.conf).sort()).toEqual(['10-containerd-net.conflist', '20-other.conflist']);
+    expect(readdirSync(n.conf).sort()).toEqual(['10-containerd-net.conflist', '20-other.conflist']);
 
     // The runtime finds the plugin by its type in the bin directory and runs it.
     const version = spawnSync(path.join(n.bin, 'typemesh-cni'), [], {
