@@ -16,7 +16,10 @@
  * Commands: `install` (once), `uninstall`, `check` (the readiness probe: exit 0 only when the
  * plugin and its entry are in place), and `run` (the DaemonSet's: install, waiting for the
  * node's network plugin to write its conflist; put the entry back whenever the conflist is
- * rewritten without it; uninstall on SIGTERM or SIGINT).
+ * rewritten without it). `run` leaves the plugin chained when it is stopped (SIGTERM, SIGINT):
+ * a DaemonSet update or a crash must not open a window in which meshed pods start without
+ * interception (fail closed). Pods without the mesh annotation pass through the plugin
+ * untouched, so a chained plugin is harmless; `uninstall` removes it on purpose.
  */
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -235,7 +238,7 @@ export const INSTALL_USAGE = `Usage: typemesh-cni-install <install|uninstall|che
   install    copy typemesh-cni into the CNI bin directory and chain it into the first .conflist
   uninstall  remove its entry from the conflists and its files from the bin directory
   check      exit 0 when both are in place (the installer's readiness probe), else 1
-  run        install (waiting for the conflist), keep the entry there, uninstall on SIGTERM
+  run        install (waiting for the conflist), keep the entry there; on SIGTERM it stays
 
 Options:
   --cni-bin-dir DIR      the node's CNI bin directory (default /host/opt/cni/bin)
@@ -347,7 +350,7 @@ async function run(o: CliOptions): Promise<number> {
   let stop = false;
   let wake: () => void = () => undefined;
   const onSignal = (signal: string) => {
-    log(`${signal}: uninstalling`);
+    log(`${signal}: stopping; the plugin stays chained (run \`typemesh-cni-install uninstall\` to remove it)`);
     stop = true;
     wake();
   };
@@ -375,7 +378,6 @@ async function run(o: CliOptions): Promise<number> {
   } catch (e) {
     if (!stop) throw e;
   }
-  uninstall(o.paths).forEach(log);
   return 0;
 }
 

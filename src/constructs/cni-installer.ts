@@ -186,7 +186,7 @@ export class CniInstaller extends Construct {
             // Every node, tainted or not: a node without the plugin runs meshed pods unintercepted.
             tolerations: [{ operator: 'Exists' }],
             securityContext: POD_SECURITY_CONTEXT,
-            // Enough for the uninstall that SIGTERM starts.
+            // SIGTERM only stops the watcher (the plugin stays chained: fail closed).
             terminationGracePeriodSeconds: 30,
             containers: [{
               name: 'install-cni',

@@ -163,7 +163,7 @@ describe('typemesh-cni-install', () => {
     expect(plugins(path.join(n.conf, '10-containerd-net.conflist')).at(-1)).toEqual(ENTRY);
   });
 
-  it('run: installs, puts the entry back when the conflist is rewritten without it, uninstalls on SIGTERM', async () => {
+  it('run: installs, puts the entry back when the conflist is rewritten without it, and leaves it chained on SIGTERM (fail closed)', async () => {
     const n = node();
     const file = path.join(n.conf, '10-containerd-net.conflist');
     const daemon = spawn(process.execPath, args(n, 'run', ['--recheck-seconds', '1']), { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -179,6 +179,12 @@ describe('typemesh-cni-install', () => {
       daemon.kill('SIGTERM');
     }
     expect(await exitOf(daemon)).toBe(0);
+    // A stopped installer (a DaemonSet update, a crash) leaves meshed pods intercepted: the
+    // entry and the plugin stay until an explicit uninstall.
+    expect(plugins(file).at(-1)).toEqual(ENTRY);
+    expect(existsSync(path.join(n.bin, 'typemesh-cni'))).toBe(true);
+    expect(cli(n, 'check').status).toBe(0);
+    expect(cli(n, 'uninstall').status).toBe(0);
     expect(JSON.parse(read(file))).toEqual(CONTAINERD_CONFLIST);
     expect(existsSync(path.join(n.bin, 'typemesh-cni'))).toBe(false);
   });
