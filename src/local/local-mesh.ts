@@ -31,8 +31,9 @@ export interface LocalMeshOptions {
   /** The workload versions to run (from {@link workloadsFromChart}, or written by hand). */
   readonly workloads: readonly MeshWorkload[];
   /**
-   * App processes keyed by `<workload>/<version>`. A workload version without one runs
-   * its sidecar only (a client whose "app" is whoever talks to its outbound listener).
+   * App processes keyed by `<workload>/<version>`, or `<namespace>/<workload>/<version>` where
+   * two namespaces have a workload of the same name (that key wins). A workload version without
+   * one runs its sidecar only (a client whose "app" is whoever talks to its outbound listener).
    * @default {}
    */
   readonly processes?: Readonly<Record<string, LocalProcessSpec>>;
@@ -68,7 +69,7 @@ export interface LocalMeshOptions {
 
 /** One running instance: an app process and its sidecar. */
 export interface LocalInstance {
-  /** `<workload>/<version>#<index>`. */
+  /** `<workload>/<version>#<index>`, or `<namespace>/<workload>/<version>#<index>` where two namespaces have a workload of that name. */
   readonly id: string;
   readonly workload: MeshWorkload;
   readonly index: number;
@@ -155,9 +156,13 @@ export class LocalMesh {
     return this.all;
   }
 
-  /** The instances of a workload version (`<workload>/<version>`), or of every version of a workload (`<workload>`). */
+  /**
+   * The instances of a workload version (`<workload>/<version>`), or of every version of a
+   * workload (`<workload>`); prefix `<namespace>/` to pick one namespace's.
+   */
   public instancesOf(key: string): LocalInstance[] {
-    return this.all.filter((i) => i.workload.key === key || i.workload.name === key);
+    return this.all.filter((i) => i.workload.key === key || i.workload.name === key
+      || `${i.workload.namespace}/${i.workload.key}` === key || `${i.workload.namespace}/${i.workload.name}` === key);
   }
 
   /** One instance by id (`<workload>/<version>#<index>`). */
@@ -240,23 +245,26 @@ export class LocalMesh {
     const allPorts = new Set<number>();
     for (const w of this.options.workloads) {
       const l = w.config.listeners;
-      [l.outboundPort, l.inboundPort, l.adminPort, w.config.inbound.app.port, ...(w.config.gateway?.listeners ?? []).map((g) => g.port)].forEach((p) => allPorts.add(p));
+      [l.outboundPort, l.inboundPort, l.adminPort, w.config.inbound.app.port, ...w.config.workload.appPorts.map((p) => p.port),
+        ...w.config.outbound.tcpServices.map((t) => t.listenerPort), ...(w.config.gateway?.listeners ?? []).map((g) => g.port)].forEach((p) => allPorts.add(p));
     }
     const pool = new LoopbackAddressPool([...allPorts]);
 
     // 1. Addresses, certificates and directories for every instance, before any config is
     //    written: each config lists the other instances' addresses.
     for (const w of this.options.workloads) {
-      const spec = this.options.processes?.[w.key];
+      const spec = this.processOf(w);
       // A gateway is a proxy without an app: it needs no process.
       if (!spec && !w.config.gateway) this.log(`note: the plan has no process for ${w.key}: running its sidecar only`);
       const replicas = spec?.replicas ?? w.replicas;
+ // Two namespaces may each have a workload of this name: then its instances are told apart by namespace.
+      const qualified = this.options.workloads.some((o) => o !== w && o.key === w.key);
       for (let index = 0; index < replicas; index++) {
-        const id = `${w.key}#${index}`;
+        const id = `${qualified ? `${w.namespace}/` : ''}${w.key}#${index}`;
         const podName = `${w.name}-${w.version}-${index}`;
-        const dir = path.join(this.workDir, podName);
+        const dir = path.join(this.workDir, w.namespace, podName);
         mkdirSync(dir, { recursive: true });
-        const netns = inNetns(w) ? this.netnsNetwork!.addNamespace(podName, w.config.outbound.services.flatMap((svc) => svc.hosts)) : undefined;
+        const netns = inNetns(w) ? this.netnsNetwork!.addNamespace(qualified ? `${podName}-${w.namespace}` : podName, w.config.outbound.services.flatMap((svc) => svc.hosts)) : undefined;
         const address = netns ? netns.address : await pool.allocate();
         const tls = await this.ca.writeWorkloadFiles(path.join(dir, 'certs'), { spiffeId: w.config.workload.identity });
         const l = w.config.listeners;
@@ -286,7 +294,7 @@ export class LocalMesh {
         this.netnsNetwork!.runScript(inst.netns, script);
         this.makeReadableForProxy(inst);
       }
-      const spec = this.options.processes?.[inst.workload.key];
+      const spec = this.processOf(inst.workload);
       if (spec) inst.app = this.startApp(inst, spec);
       const sidecarArgs = [...proxy.args, '--config', inst.configFile];
       inst.sidecar = ManagedProcess.start({
@@ -303,6 +311,11 @@ export class LocalMesh {
     }
     await Promise.all(this.all.map((inst) => this.waitReady(inst)));
     this.log(`all ${this.all.length} instances ready`);
+  }
+
+  /** The app process of a workload version: by `<namespace>/<workload>/<version>`, else `<workload>/<version>`. */
+  private processOf(w: MeshWorkload): LocalProcessSpec | undefined {
+    return this.options.processes?.[`${w.namespace}/${w.key}`] ?? this.options.processes?.[w.key];
   }
 
   private startApp(inst: MutableInstance, spec: LocalProcessSpec): ManagedProcess {
@@ -324,7 +337,12 @@ export class LocalMesh {
     delete env.http_proxy;
     delete env.HTTPS_PROXY;
     delete env.NO_PROXY;
-    if (!inst.netns) env.HTTP_PROXY = `http://${inst.address}:${inst.ports.outbound}`;
+    if (!inst.netns) {
+      env.HTTP_PROXY = `http://${inst.address}:${inst.ports.outbound}`;
+      // No interception redirects a TCP service's port here: the app connects to its sidecar's
+      // listener for the service, TYPEMESH_TCP_<NAMESPACE>_<SERVICE>_<PORT>=<address>:<listenerPort>.
+      for (const t of inst.workload.config.outbound.tcpServices) env[tcpServiceEnvName(t)] = `${inst.address}:${t.listenerPort}`;
+    }
     const args = [...(spec.args ?? [])];
     return ManagedProcess.start({
       name: `${inst.id} app`,
@@ -466,4 +484,12 @@ function tcpReachable(host: string, port: number, localAddress?: string): Promis
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * The environment variable an explicit-mode local app reads to reach a TCP service through its
+ * sidecar: `TYPEMESH_TCP_<NAMESPACE>_<SERVICE>_<PORT>` (upper case, "-" as "_").
+ */
+export function tcpServiceEnvName(t: { readonly name: string; readonly namespace: string; readonly port: number }): string {
+  return `TYPEMESH_TCP_${t.namespace}_${t.name}_${t.port}`.toUpperCase().replace(/-/g, '_');
 }
