@@ -489,6 +489,7 @@ export class InjectedWorkload extends Construct {
     return {
       sidecarMode: this.mesh.sidecarMode,
       interception: this.mesh.interception,
+      iptablesBackend: this.mesh.iptablesBackend,
       sidecarImage: this.mesh.sidecarImage,
       sidecarResources: this.mesh.sidecarResources,
       configMapName: this.configMapName,

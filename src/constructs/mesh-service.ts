@@ -1013,6 +1013,7 @@ export class MeshService extends Construct {
             appVolumes: appVolumes(this, v, index),
             sidecarMode: this.mesh.sidecarMode,
             interception: this.mesh.interception,
+            iptablesBackend: this.mesh.iptablesBackend,
             ports: this.ports.map((p) => ({ name: p.name, containerPort: p.targetPort })),
             resources: v.resources ?? { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
             probes,

@@ -6,7 +6,7 @@
  * is refused where no init container writes rules.
  */
 import { ApiObject } from 'cdk8s';
-import { InterceptionMode, IptablesBackend, Mesh, MeshValidationError, SidecarMode } from '../../src/constructs';
+import { InterceptionMode, IptablesBackend, Mesh, MeshService, MeshValidationError, SidecarMode } from '../../src/constructs';
 import { injectSidecar, SidecarInjection } from '../../src/constructs/sidecar-injection';
 import { newChart, synth } from './helpers';
 import { validateObject } from './k8s-schemas';
@@ -78,5 +78,24 @@ describe('iptables backend of the typemesh-init container', () => {
         .toThrow(new RegExp(`^test/mesh: iptablesBackend = "legacy": applies to the typemesh-init container only, and interception is ${interception} .*Fix: remove iptablesBackend, or use InterceptionMode.INIT_CONTAINER$`));
     }
     expect(() => new Mesh(newChart(), 'mesh', { namespace: 'shop', iptablesBackend: 'xtables' as IptablesBackend })).toThrow(MeshValidationError);
+  });
+
+  test('Mesh iptablesBackend LEGACY reaches the pods a user declares: MeshService versions and injected workloads', () => {
+    const chart = newChart();
+    const mesh = new Mesh(chart, 'mesh', { namespace: 'shop', iptablesBackend: IptablesBackend.LEGACY });
+    new MeshService(chart, 'api', { mesh, name: 'api', versions: [{ name: 'v1', image: 'example.com/api:1' }] });
+    const worker = new ApiObject(chart, 'worker', {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'worker', namespace: 'shop' },
+      spec: { selector: { matchLabels: { app: 'worker' } }, template: { metadata: { labels: { app: 'worker' } }, spec: { containers: [{ name: 'app', image: 'example.com/worker:1', ports: [{ containerPort: 8080 }] }] } } },
+    });
+    mesh.inject(worker, { name: 'worker' });
+    const deployments = synth(chart).filter((o) => o.kind === 'Deployment');
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['api-v1', 'worker']);
+    for (const d of deployments) {
+      validateObject(d);
+      const init = initOf(d);
+      expect(init.securityContext.capabilities).toEqual({ add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] });
+      expect(init.args.slice(-2)).toEqual(['--iptables-backend', 'legacy']);
+    }
   });
 });
