@@ -56,7 +56,7 @@ export function hostPortKey(host: string, port: number): string {
   return `${hostWithoutPort(host)}:${port}`;
 }
 
-/** The service an authority (Host header or :authority) selects: by host and explicit port, else by host alone. */
+/** The service an authority (Host header or :authority) selects: by host and explicit port (none: 80), else by host alone. */
 export function serviceForAuthority(hosts: ReadonlyMap<string, ServiceEntry>, authority: string): ServiceEntry | undefined {
   const host = hostWithoutPort(authority);
   // Where the port would start: after "]" for an IPv6 literal, at the first ":" otherwise.
@@ -67,6 +67,11 @@ export function serviceForAuthority(hosts: ReadonlyMap<string, ServiceEntry>, au
       const byPort = hosts.get(`${host}:${port}`);
       if (byPort) return byPort;
     }
+  } else {
+    // No port is the http scheme's port 80: a multi-port service's port 80, whichever port
+    // was declared last (a service without port 80 still goes by host alone).
+    const onDefaultPort = hosts.get(`${host}:80`);
+    if (onDefaultPort) return onDefaultPort;
   }
   return hosts.get(host);
 }

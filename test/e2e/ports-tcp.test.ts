@@ -26,7 +26,7 @@ function chart(): Chart {
   const echo = new MeshService(c, 'echo', { mesh, name: 'echo', ports: [{ port: 7000, targetPort: 7001, protocol: Protocol.TCP }], versions: [{ name: 'v1', image: 'example.com/echo:1' }] });
   const web = new MeshService(c, 'web', {
     mesh, name: 'web',
-    ports: [{ port: 8081, targetPort: 9081 }, { port: 8082, targetPort: 9082, name: 'second' }],
+    ports: [{ port: 80, targetPort: 9081 }, { port: 8082, targetPort: 9082, name: 'second' }],
     versions: [{ name: 'v1', image: 'example.com/web:1' }],
   });
   const client = new MeshService(c, 'client', { mesh, name: 'client', versions: [{ name: 'v1', image: 'example.com/client:1' }] });
@@ -145,18 +145,22 @@ test('a caller whose principal is not allowed is closed, and the echo app sees n
 test('two HTTP ports of one service each reach their own app port through the mesh', async () => {
   const [client] = mesh.instancesOf('client');
   const [web] = mesh.instancesOf(`${NS}/web`);
-  for (const [servicePort, appPort] of [[8081, 9081], [8082, 9082]]) {
-    for (const host of [`web:${servicePort}`, `web.${NS}:${servicePort}`, `web.${NS}.svc.cluster.local:${servicePort}`]) {
-      const reply = await callThrough(client, host, '/', 'GET');
-      expect({ host, status: reply.status, body: reply.body }).toEqual({ host, status: 200, body: { port: appPort, namespace: NS } });
-    }
+  const calls: Array<[string, number]> = [];
+  for (const [servicePort, appPort] of [[80, 9081], [8082, 9082]]) {
+    for (const host of [`web:${servicePort}`, `web.${NS}:${servicePort}`, `web.${NS}.svc.cluster.local:${servicePort}`]) calls.push([host, appPort]);
   }
-  expect(await metricSum(web, 'typemesh_requests_total', { reporter: 'destination', source_principal: id('client'), connection_security_policy: 'mutual_tls' })).toBe(6);
+  // No port in the Host header is port 80: the first port, not whichever port came last.
+  calls.push(['web', 9081], [`web.${NS}`, 9081]);
+  for (const [host, appPort] of calls) {
+    const reply = await callThrough(client, host, '/', 'GET');
+    expect({ host, status: reply.status, body: reply.body }).toEqual({ host, status: 200, body: { port: appPort, namespace: NS } });
+  }
+  expect(await metricSum(web, 'typemesh_requests_total', { reporter: 'destination', source_principal: id('client'), connection_security_policy: 'mutual_tls' })).toBe(calls.length);
 }, 60_000);
 
 test('two namespaces with a service of the same name: separate instances, processes and endpoints', async () => {
   expect(mesh.instances.filter((i) => i.workload.name === 'web').map((i) => i.id).sort()).toEqual(['edge/web/v1#0', 'ports/web/v1#0']);
   const [client] = mesh.instancesOf('client');
   expect((await callThrough(client, 'web.edge', '/', 'GET')).body).toEqual({ port: 8080, namespace: 'edge' });
-  expect((await callThrough(client, `web.${NS}:8081`, '/', 'GET')).body).toEqual({ port: 9081, namespace: NS });
+  expect((await callThrough(client, `web.${NS}:8082`, '/', 'GET')).body).toEqual({ port: 9082, namespace: NS });
 }, 60_000);
