@@ -5,6 +5,7 @@
  * policies that a byte stream cannot carry.
  */
 import { Duration } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
 import {
   Canary, Mesh, MeshService, MeshValidationError, PathMatch, Protocol, RetryPolicy, Source, Timeout, meshWarnings,
 } from '../../src/constructs';
@@ -90,7 +91,29 @@ describe('ports', () => {
     expect(args.slice(args.indexOf('--outbound-ports'))).toEqual(['--outbound-ports', '5432', '--tcp-redirects', `5432:${TCP_LISTENER_PORT_MIN}`]);
   });
 
+  test('an injected workload calling a TCP service gets its listener and redirect too', () => {
+    const chart = newChart();
+    const mesh = new Mesh(chart, 'mesh', { namespace: 'shop', namespaces: ['billing'] });
+    const ledger = new MeshService(chart, 'ledger', { mesh, name: 'ledger', namespace: 'billing', ports: [{ port: 7000, targetPort: 7001, protocol: Protocol.TCP }], versions: [{ name: 'v1', image: 'example.com/ledger:v1' }] });
+    const worker = new kplus.Deployment(chart, 'worker', { metadata: { name: 'worker', namespace: 'shop' }, containers: [{ name: 'app', image: 'example.com/worker:1', portNumber: 8080 }] });
+    ledger.allowFrom(mesh.inject(worker));
+    const objects = synth(chart);
+    const cfg = sidecarConfigOf(find(objects, 'ConfigMap', 'worker-v1-sidecar'));
+    expect(cfg.outbound.tcpServices.map((t) => [t.name, t.namespace, t.port, t.targetPort, t.listenerPort])).toEqual([['ledger', 'billing', 7000, 7001, TCP_LISTENER_PORT_MIN]]);
+    expect(initArgs(objects, 'worker')).toEqual(expect.arrayContaining(['--tcp-redirects', `7000:${TCP_LISTENER_PORT_MIN}`]));
+    const ledgerCfg = sidecarConfigOf(find(objects, 'ConfigMap', 'ledger-v1-sidecar'));
+    expect(ledgerCfg.inbound.authorization.rules[0].principals).toEqual(['spiffe://cluster.local/ns/shop/sa/worker']);
+    for (const o of objects) validateObject(o);
+  });
+
   describe('synth-time errors name the construct, prop, value and fix', () => {
+    test('a TCP port of an injected workload (not meshed yet)', () => {
+      const chart = newChart();
+      const mesh = new Mesh(chart, 'mesh', { namespace: 'shop' });
+      const redis = new kplus.Deployment(chart, 'redis', { metadata: { name: 'redis', namespace: 'shop' }, containers: [{ name: 'app', image: 'example.com/redis:1', portNumber: 6379 }] });
+      expect(() => mesh.inject(redis, { ports: [{ port: 6379, protocol: Protocol.TCP }] })).toThrow(/ports\[0\]\.protocol.*tcp.*not meshed yet.*MeshService/s);
+    });
+
     function tcpService() {
       const chart = newChart();
       const mesh = new Mesh(chart, 'mesh', { namespace: 'shop' });
