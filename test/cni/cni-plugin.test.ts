@@ -13,6 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { netnsUnavailableReason } from '../netns-support';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PREFIX = `tmcni-${process.pid}`;
@@ -21,25 +22,15 @@ const ANNOTATION = 'typemesh.io/interception-args';
 const CAPABILITY = 'io.kubernetes.cri.pod-annotations';
 
 function unavailableReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not running as root';
-  for (const tool of ['/usr/sbin/iptables', '/usr/sbin/iptables-save', '/usr/bin/nsenter']) {
-    if (!existsSync(tool) && !existsSync(tool.replace('/usr', ''))) return `${path.basename(tool)} is not installed`;
-  }
-  const probe = `${PREFIX}-probe`;
-  try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  } catch (e) {
-    return `cannot create a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  }
-  try {
-    execFileSync('ip', ['netns', 'exec', probe, 'iptables', '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    return undefined;
-  } catch (e) {
-    return `iptables does not work in a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  }
+  return netnsUnavailableReason(PREFIX, {
+    timeoutMs: EXEC_TIMEOUT_MS,
+    extra: () => {
+      for (const tool of ['/usr/sbin/iptables', '/usr/sbin/iptables-save', '/usr/bin/nsenter']) {
+        if (!existsSync(tool) && !existsSync(tool.replace('/usr', ''))) return `${path.basename(tool)} is not installed`;
+      }
+      return undefined;
+    },
+  });
 }
 
 const reason = unavailableReason();

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { savedInterceptionRules, scriptInterceptionRules } from '../../src/cni/netns-rules';
 import { generateInterceptionScript, parseInterceptionArgs } from '../../src/proxy-image/interception';
+import { netnsUnavailableReason } from '../netns-support';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PREFIX = `tmh15-${process.pid}`;
@@ -59,25 +60,16 @@ describe('typemesh-init --iptables-backend (script)', () => {
 });
 
 function unavailableReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not running as root';
-  for (const tool of ['/usr/sbin/iptables-legacy', '/usr/sbin/iptables-nft', '/usr/bin/setpriv']) {
-    if (!existsSync(tool)) return `${path.basename(tool)} is not installed`;
-  }
-  const probe = `${PREFIX}-probe`;
-  try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  } catch (e) {
-    return `cannot create a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  }
-  try {
-    for (const t of ['iptables-legacy', 'iptables-nft']) execFileSync('ip', ['netns', 'exec', probe, t, '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    return undefined;
-  } catch (e) {
-    return `iptables-legacy or -nft does not work in a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  }
+  return netnsUnavailableReason(PREFIX, {
+    iptables: ['iptables-legacy', 'iptables-nft'],
+    timeoutMs: EXEC_TIMEOUT_MS,
+    extra: () => {
+      for (const tool of ['/usr/sbin/iptables-legacy', '/usr/sbin/iptables-nft', '/usr/bin/setpriv']) {
+        if (!existsSync(tool)) return `${path.basename(tool)} is not installed`;
+      }
+      return undefined;
+    },
+  });
 }
 
 const reason = unavailableReason();

@@ -17,6 +17,7 @@ import { parseSidecarConfig, SidecarConfigInput } from '../../src/config';
 import { LocalCertificateAuthority } from '../../src/local/certificate-authority';
 import { bundleWithEsbuild } from '../../src/local/proxy-bundle';
 import { generateInterceptionScript, interceptionArgsFor, parseInterceptionArgs } from '../../src/proxy-image/interception';
+import { netnsUnavailableReason } from '../netns-support';
 
 const ROOT = path.resolve(__dirname, '../..');
 const POD = `tm5a-${process.pid}-pod`;
@@ -33,25 +34,15 @@ const EXEC_TIMEOUT_MS = 10_000;
 
 /** Why the real test cannot run here, or undefined when it can. */
 function unavailableReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not running as root';
-  if (!existsSync('/usr/sbin/iptables') && !existsSync('/sbin/iptables')) return 'iptables is not installed (apt-get install iptables)';
-  if (!existsSync('/usr/bin/setpriv')) return 'setpriv (util-linux) is not installed';
-  const probe = `tm5a-${process.pid}-probe`;
-  try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  } catch (e) {
-    return `cannot create a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  }
-  try {
-    execFileSync('ip', ['netns', 'exec', probe, 'iptables', '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    execFileSync('ip', ['netns', 'exec', probe, 'ip6tables', '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    return undefined;
-  } catch (e) {
-    return `iptables does not work in a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  }
+  return netnsUnavailableReason(`tm5a-${process.pid}`, {
+    iptables: ['iptables', 'ip6tables'],
+    timeoutMs: EXEC_TIMEOUT_MS,
+    extra: () => {
+      if (!existsSync('/usr/sbin/iptables') && !existsSync('/sbin/iptables')) return 'iptables is not installed (apt-get install iptables)';
+      if (!existsSync('/usr/bin/setpriv')) return 'setpriv (util-linux) is not installed';
+      return undefined;
+    },
+  });
 }
 
 const reason = unavailableReason();

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import type { SidecarConfigInput } from '../../src/config';
 import { generateInterceptionScript } from '../../src/proxy-image/interception';
 import { cleanup, ORDER_ID, PROXY_BUNDLE, tempDir, TestPki, TRUST_DOMAIN } from './harness';
+import { netnsUnavailableReason } from '../netns-support';
 
 jest.setTimeout(90_000);
 
@@ -32,20 +33,10 @@ const SERVICE_IP6 = 'fd00:14::9';
 const PORTS = { echo: 6000, listener: 15102, order: { outbound: 15001, inbound: 15006, admin: 15020 }, db: { outbound: 16001, inbound: 16006, admin: 16020 } };
 
 function unavailableReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not running as root';
-  if (!existsSync('/usr/sbin/iptables') && !existsSync('/sbin/iptables')) return 'iptables is not installed';
-  try {
-    execFileSync('ip', ['netns', 'add', `${NS}-probe`], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    execFileSync('ip', ['netns', 'exec', `${NS}-probe`, 'iptables', '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    return undefined;
-  } catch (e) {
-    return `network namespaces or iptables unusable: ${(e as Error).message.split('\n')[0]}`;
-  } finally {
-    try {
-      execFileSync('ip', ['netns', 'del', `${NS}-probe`], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    } catch { /* was never created */ }
-  }
+  return netnsUnavailableReason(NS, {
+    timeoutMs: EXEC_TIMEOUT_MS,
+    extra: () => (!existsSync('/usr/sbin/iptables') && !existsSync('/sbin/iptables') ? 'iptables is not installed' : undefined),
+  });
 }
 
 const reason = unavailableReason();
