@@ -12,7 +12,7 @@
  * folding be available for deny rules, and an ALLOW on exact paths must not be widened by
  * them either.
  */
-import { AppEvent, describeSecurity, httpRequest, PodFixture, PORTS, statuses } from './pod-fixture';
+import { AppEvent, describeSecurity, httpRequest, PORTS, statuses, usePodFixture } from './pod-fixture';
 
 /** GET targets that mean /admin (or something under it) to some app. */
 const ADMIN_IN_DISGUISE = [
@@ -46,20 +46,14 @@ function pathOf(url: string | undefined): string {
 }
 
 describeSecurity('authorization path tricks over mTLS from the allowed peer', () => {
-  let fx: PodFixture;
-  beforeAll(async () => {
-    fx = await PodFixture.start();
-  }, 60_000);
-  afterAll(async () => {
-    await fx?.stop();
-  }, 30_000);
+  const fx = usePodFixture();
 
   async function sendAsPeer(method: string, target: string): Promise<{ codes: number[]; seen: AppEvent[] }> {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest(method, target, { host: 'payment', connection: 'close' }, method === 'POST' ? '{}' : ''), { tls: fx.peerIdentity() });
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest(method, target, { host: 'payment', connection: 'close' }, method === 'POST' ? '{}' : ''), { tls: fx().peerIdentity() });
     // The answer came back (or the connection closed): anything forwarded has reached the app by now.
     expect(r.closedBy).toBe('peer');
-    return { codes: statuses(r.data), seen: fx.target.requestsSince(mark).filter((e) => e.headers?.['x-suite-normal-client'] === undefined) };
+    return { codes: statuses(r.data), seen: fx().target.requestsSince(mark).filter((e) => e.headers?.['x-suite-normal-client'] === undefined) };
   }
 
   test('controls: order may GET /public and POST /process, and may not GET /admin', async () => {
@@ -99,51 +93,45 @@ describeSecurity('authorization path tricks over mTLS from the allowed peer', ()
   });
 
   test('after all the tricks the normal client is still served', async () => {
-    await fx.normalCall();
-    await fx.expectSidecarAlive();
+    await fx().normalCall();
+    await fx().expectSidecarAlive();
   });
 });
 
 describeSecurity('authorization method tricks over mTLS from the allowed peer', () => {
-  let fx: PodFixture;
-  beforeAll(async () => {
-    fx = await PodFixture.start();
-  }, 60_000);
-  afterAll(async () => {
-    await fx?.stop();
-  }, 30_000);
+  const fx = usePodFixture();
 
   /** No DELETE, in any spelling, reached the app since mark. */
   function deletesSince(mark: number): AppEvent[] {
-    return fx.target.requestsSince(mark).filter((e) => e.method?.toUpperCase() === 'DELETE');
+    return fx().target.requestsSince(mark).filter((e) => e.method?.toUpperCase() === 'DELETE');
   }
 
   test('controls: order may PUT on /orders/1 (HTTP/1.1 and HTTP/2), and DELETE is denied (403)', async () => {
-    const put = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('PUT', '/orders/1', { host: 'payment', connection: 'close' }, '{}'), { tls: fx.peerIdentity() });
+    const put = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('PUT', '/orders/1', { host: 'payment', connection: 'close' }, '{}'), { tls: fx().peerIdentity() });
     expect(statuses(put.data)).toEqual([200]);
-    const put2 = await fx.peerRogue.h2({ host: fx.target.ip, port: PORTS.inbound, tls: fx.peerIdentity(), headers: { ':method': 'PUT', ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
+    const put2 = await fx().peerRogue.h2({ host: fx().target.ip, port: PORTS.inbound, tls: fx().peerIdentity(), headers: { ':method': 'PUT', ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
     expect(put2.status).toBe(200);
-    const mark = fx.target.events.length;
-    const del = await fx.peerRogue.h2({ host: fx.target.ip, port: PORTS.inbound, tls: fx.peerIdentity(), headers: { ':method': 'DELETE', ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
+    const mark = fx().target.events.length;
+    const del = await fx().peerRogue.h2({ host: fx().target.ip, port: PORTS.inbound, tls: fx().peerIdentity(), headers: { ':method': 'DELETE', ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
     expect(del.status).toBe(403);
     expect(deletesSince(mark)).toEqual([]);
   });
 
   test.each(['delete', 'Delete', 'DELETE ', ' DELETE', 'DEL\tETE'])('HTTP/2 :method %j is refused and no DELETE reaches the app', async (method) => {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.h2({ host: fx.target.ip, port: PORTS.inbound, tls: fx.peerIdentity(), headers: { ':method': method, ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.h2({ host: fx().target.ip, port: PORTS.inbound, tls: fx().peerIdentity(), headers: { ':method': method, ':path': '/orders/1', ':authority': 'payment', ':scheme': 'https' }, timeoutMs: 5000 });
     // Refused with a status, or the stream/session reset: never served.
     if (r.status !== undefined) expect(r.status).toBeGreaterThanOrEqual(400);
     else expect(r.error).toBeDefined();
-    await fx.normalCall();
+    await fx().normalCall();
     expect(deletesSince(mark)).toEqual([]);
   });
 
   test.each(['delete', 'Delete'])('HTTP/1.1 method %s is refused and no DELETE reaches the app', async (method) => {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest(method, '/orders/1', { host: 'payment', connection: 'close' }), { tls: fx.peerIdentity() });
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest(method, '/orders/1', { host: 'payment', connection: 'close' }), { tls: fx().peerIdentity() });
     expect(statuses(r.data).filter((c) => c < 400)).toEqual([]);
-    await fx.normalCall();
+    await fx().normalCall();
     expect(deletesSince(mark)).toEqual([]);
   });
 });

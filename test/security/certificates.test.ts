@@ -6,33 +6,29 @@
  */
 import * as path from 'node:path';
 import type { AgentTls } from './netns-agent';
-import { describeSecurity, httpRequest, PEER_ID, PodFixture, PORTS, statuses } from './pod-fixture';
+import { describeSecurity, httpRequest, PEER_ID, PORTS, statuses, usePodFixture } from './pod-fixture';
 import { LeafOptions, SecurityCa } from './pki';
 
 const HOUR_MS = 60 * 60 * 1000;
 
 describeSecurity('client certificates at the inbound listener (STRICT)', () => {
-  let fx: PodFixture;
+  const fx = usePodFixture();
   let otherCa: SecurityCa;
   beforeAll(async () => {
-    fx = await PodFixture.start();
     otherCa = await SecurityCa.create('An attacker\'s own CA');
   }, 60_000);
-  afterAll(async () => {
-    await fx?.stop();
-  }, 30_000);
 
   let n = 0;
-  async function leaf(opts: LeafOptions, ca: SecurityCa = fx.ca): Promise<AgentTls> {
-    const files = await ca.writeLeaf(path.join(fx.dir, `attacker-leaf-${++n}`), opts);
+  async function leaf(opts: LeafOptions, ca: SecurityCa = fx().ca): Promise<AgentTls> {
+    const files = await ca.writeLeaf(path.join(fx().dir, `attacker-leaf-${++n}`), opts);
     // The client verifies the server against the real mesh CA whatever it presents itself.
-    return { certFile: files.certFile, keyFile: files.keyFile, caFile: fx.peerTls.caFile };
+    return { certFile: files.certFile, keyFile: files.keyFile, caFile: fx().peerTls.caFile };
   }
 
   async function attempt(tls: AgentTls): Promise<{ codes: number[]; closedBy: string; error?: string }> {
-    const mark = fx.mark();
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls, timeoutMs: 5000 });
-    await fx.expectAppsUntouched(mark);
+    const mark = fx().mark();
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls, timeoutMs: 5000 });
+    await fx().expectAppsUntouched(mark);
     return { codes: statuses(r.data), closedBy: r.closedBy, error: r.error };
   }
 
@@ -42,17 +38,17 @@ describeSecurity('client certificates at the inbound listener (STRICT)', () => {
   }
 
   test('control: order\'s real certificate is served', async () => {
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls: fx.peerIdentity() });
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls: fx().peerIdentity() });
     expect(statuses(r.data)).toEqual([200]);
   });
 
   test('control: a fresh leaf from the mesh CA for order is served (the issuer here is sound)', async () => {
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls: await leaf({ uris: [PEER_ID] }) });
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls: await leaf({ uris: [PEER_ID] }) });
     expect(statuses(r.data)).toEqual([200]);
   });
 
   test('no client certificate: refused', async () => {
-    expectRefused(await attempt({ caFile: fx.peerTls.caFile }));
+    expectRefused(await attempt({ caFile: fx().peerTls.caFile }));
   });
 
   test('order\'s SPIFFE ID from another CA: refused', async () => {
@@ -99,7 +95,7 @@ describeSecurity('client certificates at the inbound listener (STRICT)', () => {
   });
 
   test('control: an RSA-2048 key with order\'s SPIFFE ID is served (RSA itself is fine)', async () => {
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls: await leaf({ uris: [PEER_ID], key: 'rsa-2048' }) });
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment', connection: 'close' }, '{}'), { tls: await leaf({ uris: [PEER_ID], key: 'rsa-2048' }) });
     expect(statuses(r.data)).toEqual([200]);
   });
 });

@@ -40,6 +40,7 @@ import { parseSidecarConfig, SidecarConfigInput } from '../../src/config';
 // and typemesh-init turns them into the script exactly as below.
 import { interceptionArgsFor } from '../../src/config/pod-contract';
 import { generateInterceptionScript, parseInterceptionArgs } from '../../src/proxy-image/interception';
+import { netnsUnavailableReason } from '../netns-support';
 import type { AgentChunk, AgentTls, ExchangeRequest, ExchangeResult, H2Request, H2Result } from './netns-agent';
 import { LeafFiles, SecurityCa } from './pki';
 
@@ -70,30 +71,20 @@ const EXEC_TIMEOUT_MS = 15_000;
 
 /** Why the suite cannot run here, or undefined when it can. */
 export function securitySkipReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not running as root (network namespaces and iptables need root)';
-  for (const [bin, pkg] of [['iptables', 'iptables'], ['ip', 'iproute2'], ['setpriv', 'util-linux']]) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'pipe' });
-    } catch {
-      return `${bin} is not installed (apt-get install ${pkg})`;
-    }
-  }
-  if (!existsSync(PROXY_BUNDLE)) return `the sidecar bundle ${PROXY_BUNDLE} is missing (jest's globalSetup builds it)`;
-  const probe = `tmsec-probe-${process.pid}`;
-  try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  } catch (e) {
-    return `cannot create a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  }
-  try {
-    execFileSync('ip', ['netns', 'exec', probe, 'iptables', '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    return undefined;
-  } catch (e) {
-    return `iptables does not work in a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  }
+  return netnsUnavailableReason(`tmsec-${process.pid}`, {
+    timeoutMs: EXEC_TIMEOUT_MS,
+    extra: () => {
+      for (const [bin, pkg] of [['iptables', 'iptables'], ['ip', 'iproute2'], ['setpriv', 'util-linux']]) {
+        try {
+          execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'pipe' });
+        } catch {
+          return `${bin} is not installed (apt-get install ${pkg})`;
+        }
+      }
+      if (!existsSync(PROXY_BUNDLE)) return `the sidecar bundle ${PROXY_BUNDLE} is missing (jest's globalSetup builds it)`;
+      return undefined;
+    },
+  });
 }
 
 /**
@@ -381,6 +372,24 @@ export function expectRefused(r: ExchangeResult): void {
   const codes = statuses(r.data);
   expect(codes.filter((c) => c < 400)).toEqual([]);
   if (codes.length === 0 && r.connected) expect(r.closedBy).toBe('peer');
+}
+
+/**
+ * Starts a PodFixture before the enclosing describe's tests and stops it after them (also when
+ * a test failed). Returns the accessor the tests use: the fixture exists only once beforeAll ran.
+ */
+export function usePodFixture(opts: PodFixtureOptions = {}): () => PodFixture {
+  let fx: PodFixture | undefined;
+  beforeAll(async () => {
+    fx = await PodFixture.start(opts);
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  }, 30_000);
+  return () => {
+    if (!fx) throw new Error('the pod fixture did not start (see the beforeAll error)');
+    return fx;
+  };
 }
 
 /** The whole world of one test file. */

@@ -6,7 +6,7 @@
  * exactly as the app will; so the app never sees the hidden request, and the app runs a
  * request only when the client was told so (2xx).
  */
-import { describeSecurity, httpRequest, PodFixture, PORTS, statuses } from './pod-fixture';
+import { describeSecurity, httpRequest, PORTS, statuses, usePodFixture } from './pod-fixture';
 
 const HIDDEN = 'GET /admin/smuggled HTTP/1.1\r\nhost: payment\r\nconnection: close\r\n\r\n';
 const HIDDEN_LF = 'GET /admin/smuggled HTTP/1.1\nhost: payment\nconnection: close\n\n';
@@ -54,45 +54,39 @@ const ATTACKS: Array<[string, string]> = [
 ];
 
 describeSecurity('request smuggling over mTLS from the allowed peer', () => {
-  let fx: PodFixture;
-  beforeAll(async () => {
-    fx = await PodFixture.start();
-  }, 60_000);
-  afterAll(async () => {
-    await fx?.stop();
-  }, 30_000);
+  const fx = usePodFixture();
 
   test('control: a pipelined second request is authorized on its own (403), the first is served', async () => {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment' }, '{}') + HIDDEN, { tls: fx.peerIdentity() });
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('POST', '/process', { host: 'payment' }, '{}') + HIDDEN, { tls: fx().peerIdentity() });
     expect(statuses(r.data)).toEqual([200, 403]);
-    expect(fx.target.requestsSince(mark).map((e) => e.url)).toEqual(['/process']);
+    expect(fx().target.requestsSince(mark).map((e) => e.url)).toEqual(['/process']);
   });
 
   test.each(ATTACKS)('%s: the hidden request never reaches the app', async (_name, bytes) => {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, bytes, { tls: fx.peerIdentity(), timeoutMs: 4000 });
-    await fx.normalCall();
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, bytes, { tls: fx().peerIdentity(), timeoutMs: 4000 });
+    await fx().normalCall();
     const foreign = (e: { headers?: Record<string, unknown> }): boolean => e.headers?.['x-suite-normal-client'] === undefined;
-    expect(fx.target.requestsSince(mark).filter((e) => e.url!.includes('smuggled'))).toEqual([]);
+    expect(fx().target.requestsSince(mark).filter((e) => e.url!.includes('smuggled'))).toEqual([]);
     // The app completed exactly the requests the client was told succeeded, no more.
     const answeredOk = statuses(r.data).filter((c) => c >= 200 && c < 300).length;
-    expect(fx.target.completedSince(mark).filter(foreign).length).toBe(answeredOk);
+    expect(fx().target.completedSince(mark).filter(foreign).length).toBe(answeredOk);
     // At most the one genuine request succeeded, and the server ended the connection (no hang).
     expect(answeredOk).toBeLessThanOrEqual(1);
     expect(r.closedBy).toBe('peer');
   });
 
   test('outbound: HTTP/0.9 in absolute form from the app is refused and reaches no peer', async () => {
-    const mark = fx.mark();
-    const r = await fx.podApp.send('127.0.0.1', PORTS.outbound, 'GET http://order/admin/smuggled\r\n\r\n');
+    const mark = fx().mark();
+    const r = await fx().podApp.send('127.0.0.1', PORTS.outbound, 'GET http://order/admin/smuggled\r\n\r\n');
     expect(statuses(r.data).filter((c) => c < 400)).toEqual([]);
     expect(r.closedBy).toBe('peer');
-    await fx.expectAppsUntouched(mark);
+    await fx().expectAppsUntouched(mark);
   });
 
   test('the sidecar is still up and serving after every attack', async () => {
-    await fx.expectSidecarAlive();
-    await fx.normalCall();
+    await fx().expectSidecarAlive();
+    await fx().normalCall();
   });
 });

@@ -5,28 +5,22 @@
  * request, every later request on the connection reaches the app unchecked. Sent over mTLS
  * with order's identity, so the first request is allowed.
  */
-import { describeSecurity, httpRequest, PodFixture, PORTS, statuses, TARGET_ID } from './pod-fixture';
+import { describeSecurity, httpRequest, PORTS, statuses, TARGET_ID, usePodFixture } from './pod-fixture';
 
 const UPGRADE = { 'host': 'payment', 'connection': 'Upgrade', 'upgrade': 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' };
 
 describeSecurity('the Upgrade splice', () => {
-  let fx: PodFixture;
-  beforeAll(async () => {
-    fx = await PodFixture.start();
-  }, 60_000);
-  afterAll(async () => {
-    await fx?.stop();
-  }, 30_000);
+  const fx = usePodFixture();
 
   async function upgradeThen(second: string): Promise<{ codes: number[]; urls: string[]; xfcc: unknown[] }> {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, [
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, [
       { data: httpRequest('GET', '/public', UPGRADE) },
       // After the app's answer to the first request is back.
       { data: second, delayMs: 400 },
-    ], { tls: fx.peerIdentity(), timeoutMs: 3000 });
-    await fx.normalCall();
-    const seen = fx.target.requestsSince(mark).filter((e) => e.headers?.['x-suite-normal-client'] === undefined);
+    ], { tls: fx().peerIdentity(), timeoutMs: 3000 });
+    await fx().normalCall();
+    const seen = fx().target.requestsSince(mark).filter((e) => e.headers?.['x-suite-normal-client'] === undefined);
     return { codes: statuses(r.data), urls: seen.map((e) => e.url!), xfcc: seen.map((e) => e.headers?.['x-forwarded-client-cert']) };
   }
 
@@ -36,10 +30,10 @@ describeSecurity('the Upgrade splice', () => {
   });
 
   test('a denied method after the upgrade request does not reach the app', async () => {
-    const mark = fx.target.events.length;
+    const mark = fx().target.events.length;
     const { urls } = await upgradeThen(httpRequest('DELETE', '/process', { host: 'payment', connection: 'close' }));
     expect(urls.filter((u) => u === '/process')).toEqual([]);
-    expect(fx.target.requestsSince(mark).filter((e) => e.method === 'DELETE')).toEqual([]);
+    expect(fx().target.requestsSince(mark).filter((e) => e.method === 'DELETE')).toEqual([]);
   });
 
   test('a forged x-forwarded-client-cert after the upgrade request does not reach the app', async () => {
@@ -48,22 +42,22 @@ describeSecurity('the Upgrade splice', () => {
   });
 
   test('the upgrade request itself is still allowed and answered (the control)', async () => {
-    const mark = fx.target.events.length;
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('GET', '/public', UPGRADE), { tls: fx.peerIdentity(), timeoutMs: 2000 });
+    const mark = fx().target.events.length;
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('GET', '/public', UPGRADE), { tls: fx().peerIdentity(), timeoutMs: 2000 });
     // The app did not switch protocols; whatever the sidecar answers, it is not a 101.
     expect(statuses(r.data)).not.toContain(101);
-    expect(fx.target.requestsSince(mark).some((e) => e.url === '/public')).toBe(true);
+    expect(fx().target.requestsSince(mark).some((e) => e.url === '/public')).toBe(true);
   });
 
   test('outbound: an Upgrade to a host outside the mesh carries no proxy, hop-by-hop or mesh-internal header', async () => {
     // The app's own undeclared port stands in for a host outside the mesh (passthrough).
-    const mark = fx.target.events.length;
-    await fx.podApp.send('127.0.0.1', PORTS.outbound, httpRequest('GET', '/ws', {
+    const mark = fx().target.events.length;
+    await fx().podApp.send('127.0.0.1', PORTS.outbound, httpRequest('GET', '/ws', {
       'host': `127.0.0.1:${PORTS.undeclared}`, 'connection': 'Upgrade, keep-alive, te, x-hop', 'upgrade': 'websocket',
       'proxy-authorization': 'Basic dXNlcjpzZWNyZXQ=', 'x-typemesh-source': 'spiffe://cluster.local/ns/shop/sa/admin-console',
       'keep-alive': 'timeout=5', 'te': 'trailers', 'x-hop': 'named in Connection', 'x_debug': '1',
     }), { timeoutMs: 3000 });
-    const seen = fx.target.requestsSince(mark).filter((e) => e.port === PORTS.undeclared);
+    const seen = fx().target.requestsSince(mark).filter((e) => e.port === PORTS.undeclared);
     // It went through (or this test would prove nothing)...
     expect(seen).toHaveLength(1);
     // ...without the headers meant for the proxy, for one hop, or for the mesh only.
@@ -72,9 +66,9 @@ describeSecurity('the Upgrade splice', () => {
   });
 
   test('a denied upgrade request is refused with 403 and never reaches the app', async () => {
-    const mark = fx.mark();
-    const r = await fx.peerRogue.send(fx.target.ip, PORTS.inbound, httpRequest('GET', '/admin/ws', UPGRADE), { tls: fx.peerIdentity(), timeoutMs: 2000 });
+    const mark = fx().mark();
+    const r = await fx().peerRogue.send(fx().target.ip, PORTS.inbound, httpRequest('GET', '/admin/ws', UPGRADE), { tls: fx().peerIdentity(), timeoutMs: 2000 });
     expect(statuses(r.data)).toEqual([403]);
-    await fx.expectAppsUntouched(mark);
+    await fx().expectAppsUntouched(mark);
   });
 });
