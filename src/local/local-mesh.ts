@@ -236,7 +236,11 @@ export class LocalMesh {
     const anyNetns = this.options.workloads.some(inNetns);
     for (const w of this.options.workloads.filter(inNetns)) {
       // A namespace reaches the other namespaces and the host link, but not the host's 127.x addresses.
-      const onLoopback = w.config.outbound.services.flatMap((svc) => this.options.workloads.filter((o) => o.name === svc.name && o.namespace === svc.namespace && !inNetns(o)));
+      // A destination by name, or (several ports, TCP services: <service>-<port name>) by identity.
+      const calls = (o: MeshWorkload, svc: { name: string; namespace: string; subsets: Subset[] }): boolean => o.namespace === svc.namespace
+        && (o.name === svc.name || svc.subsets.some((x) => x.identity === o.config.workload.identity && subsetVersion(x) === o.version));
+      const onLoopback = [...new Set([...w.config.outbound.services, ...w.config.outbound.tcpServices]
+        .flatMap((svc) => this.options.workloads.filter((o) => calls(o, svc) && !inNetns(o))))];
       if (onLoopback.length > 0) {
         throw new Error(`${w.key} runs in a network namespace but calls ${onLoopback.map((o) => o.key).join(', ')} on loopback, which a namespace cannot reach: put those in namespaces too (netns: 'all')`);
       }

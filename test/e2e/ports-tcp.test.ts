@@ -164,3 +164,7 @@ test('two namespaces with a service of the same name: separate instances, proces
   expect((await callThrough(client, 'web.edge', '/', 'GET')).body).toEqual({ port: 8080, namespace: 'edge' });
   expect((await callThrough(client, `web.${NS}:8082`, '/', 'GET')).body).toEqual({ port: 9082, namespace: NS });
 }, 60_000);
+
+test('a caller in a network namespace whose TCP service runs on loopback is refused at start (it could not reach it)', async () => {
+  await expect(LocalMesh.start({ workloads: workloadsFromChart(chart()), netns: ['rogue/v1'] })).rejects.toThrow(/rogue\/v1 runs in a network namespace but calls echo\/v1 on loopback/);
+}, 60_000);
