@@ -26,6 +26,7 @@ import { LocalCertificateAuthority } from '../../src/local/certificate-authority
 import { bundleWithEsbuild } from '../../src/local/proxy-bundle';
 import { generateInterceptionScript, parseInterceptionArgs } from '../../src/proxy-image/interception';
 import { ContainerSpec, Pod, PodSpec } from './pod-runner';
+import { netnsUnavailableReason } from '../netns-support';
 
 type Layouts = Record<'native' | 'legacy', Record<'order' | 'payment', Workload>>;
 
@@ -43,24 +44,14 @@ const PAYMENT_ID = 'spiffe://cluster.local/ns/shop/sa/payment';
 const GRACE_CALLS = 30;
 
 function unavailableReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not running as root';
-  for (const tool of ['/usr/bin/setpriv', '/usr/bin/curl']) if (!existsSync(tool)) return `${tool} is not installed`;
-  if (!existsSync('/usr/sbin/iptables') && !existsSync('/sbin/iptables')) return 'iptables is not installed (apt-get install iptables)';
-  const probe = `${PREFIX}-probe`;
-  try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  } catch (e) {
-    return `cannot create a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  }
-  try {
-    execFileSync('ip', ['netns', 'exec', probe, 'iptables', '-w', '-t', 'nat', '-L', '-n'], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-    return undefined;
-  } catch (e) {
-    return `iptables does not work in a network namespace: ${(e as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe', timeout: EXEC_TIMEOUT_MS });
-  }
+  return netnsUnavailableReason(PREFIX, {
+    timeoutMs: EXEC_TIMEOUT_MS,
+    extra: () => {
+      for (const tool of ['/usr/bin/setpriv', '/usr/bin/curl']) if (!existsSync(tool)) return `${tool} is not installed`;
+      if (!existsSync('/usr/sbin/iptables') && !existsSync('/sbin/iptables')) return 'iptables is not installed (apt-get install iptables)';
+      return undefined;
+    },
+  });
 }
 
 const reason = unavailableReason();
