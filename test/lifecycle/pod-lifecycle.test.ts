@@ -20,6 +20,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { App, Chart } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
 import * as YAML from 'yaml';
 import { Mesh, MeshService, SidecarMode } from '../../src';
 import { LocalCertificateAuthority } from '../../src/local/certificate-authority';
@@ -162,6 +163,28 @@ function synthesize(sidecarMode: SidecarMode): Record<'order' | 'payment', Workl
     return { spec: deployment.spec.template.spec, config: configMap.data['sidecar.yaml'] };
   };
   return { order: workload('order'), payment: workload('payment') };
+}
+
+/**
+ * A batch workload as a user meshes it: a cdk8s-plus Job that TypeMesh did not write, given the
+ * sidecar with `mesh.inject` under order's identity, and allowed to call payment. Returns the
+ * Job's pod spec (restartPolicy Never, as cdk8s-plus writes it) and its sidecar config.
+ */
+function synthesizeJob(): Workload {
+  const app = new App({ outdir: path.join(tmpdir(), 'typemesh-tests-never-written') });
+  const chart = new Chart(app, 'lifecycle-job');
+  const mesh = new Mesh(chart, 'mesh', { namespace: 'shop' });
+  const payment = new MeshService(chart, 'payment', { mesh, name: 'payment', versions: [{ name: 'v1', image: 'example.com/payment:1' }] });
+  const job = new kplus.Job(chart, 'order-job', {
+    metadata: { namespace: 'shop' },
+    containers: [{ name: APP, image: 'example.com/order:1', securityContext: { ensureNonRoot: true, user: 1000 } }],
+  });
+  payment.allowFrom(mesh.inject(job, { name: 'order', ports: [{ port: 8080 }] }));
+  const objects: any[] = YAML.parseAllDocuments(app.synthYaml()).map((d) => d.toJSON());
+  const synthesized = objects.find((o) => o.kind === 'Job');
+  const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'order-v1-sidecar');
+  if (!synthesized || !configMap) throw new Error('no Job/ConfigMap for the injected order Job in the synthesized chart');
+  return { spec: synthesized.spec.template.spec, config: configMap.data['sidecar.yaml'] };
 }
 
 describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and Job completion', () => {
@@ -415,8 +438,11 @@ describeReal('meshed pods run by a kubelet-like runner: start-up, shutdown and J
     const net = network();
     const { native } = layouts;
     const payment = await startPod('payment', net.payment, native.payment, () => paymentApp());
-    // A Job's pod template: restartPolicy Never (the same pod spec as the Deployment's).
-    const job = await startPod('order', net.order, native.order, orderApp('job'), { ...native.order.spec, restartPolicy: 'Never' });
+    // The pod of a cdk8s-plus Job meshed with mesh.inject, exactly as synthesized.
+    const meshedJob = synthesizeJob();
+    expect(meshedJob.spec.restartPolicy).toBe('Never');
+    expect(meshedJob.spec.initContainers!.map((c) => [c.name, c.restartPolicy])).toEqual([[INIT, undefined], [SIDECAR, 'Always']]);
+    const job = await startPod('order', net.order, meshedJob, orderApp('job'));
     expect(await job.pod.completed()).toBe('Succeeded');
     expect(results(job.dir).map((r) => [r.phase, r.status])).toEqual([['first', 200]]);
     expect(job.pod.exits()[APP]).toEqual({ code: 0, signal: null });
