@@ -548,6 +548,7 @@ export class MeshService extends Construct {
 
   /** @internal Sets connection pool limits (CircuitBreaker). */
   public _setConnectionPool(by: IConstruct, options: ConnectionPoolOptions): void {
+    this.checkRoutesApply(by, 'service', 'the sidecar applies no connection pool limits or outlier detection to TCP services yet');
     if (this.connectionPool) fail({ construct: by, prop: 'service', value: this.serviceName, problem: `connection pool limits of ${this.serviceName} are already set by ${this.connectionPool.setBy}`, fix: 'declare one CircuitBreaker per service' });
     this.connectionPool = { config: connectionPoolConfig(by, options), setBy: by.node.path };
   }
@@ -757,12 +758,12 @@ export class MeshService extends Construct {
    * Route policies (routes, splits, timeouts, retries, faults, mirrors) act on HTTP requests:
    * refused for a service with TCP ports only, a warning where they reach its HTTP ports only.
    */
-  private checkRoutesApply(by: IConstruct, prop: string): void {
+  private checkRoutesApply(by: IConstruct, prop: string, why = 'a connection carries no requests to route, split, time out or retry'): void {
     const tcp = this.ports.filter((p) => p.protocol === Protocol.TCP);
     if (tcp.length === 0) return;
     const ports = tcp.map((p) => `"${p.name}" (${p.port})`).join(', ');
     if (tcp.length === this.ports.length) {
-      fail({ construct: by, prop, value: this.serviceName, problem: `${this.serviceName} has TCP ports only (${ports}); a connection carries no requests to route, split, time out or retry`, fix: 'remove this policy (TCP connections go to any version, in turn), or declare it on an HTTP service' });
+      fail({ construct: by, prop, value: this.serviceName, problem: `${this.serviceName} has TCP ports only (${ports}); ${why}`, fix: 'remove this policy (TCP connections go to any version, in turn), or declare it on an HTTP service' });
     }
     warn({ construct: by, prop, value: this.serviceName, problem: `applies to the HTTP ports of ${this.serviceName} only, not to its TCP port${tcp.length > 1 ? 's' : ''} ${ports}`, fix: 'serve the TCP port from a MeshService of its own to make this explicit' });
   }

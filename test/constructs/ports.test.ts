@@ -7,7 +7,7 @@
 import { Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import {
-  Canary, Mesh, MeshService, MeshValidationError, PathMatch, Protocol, RetryPolicy, Source, Timeout, meshWarnings,
+  Canary, CircuitBreaker, Mesh, MeshService, MeshValidationError, PathMatch, Protocol, RetryPolicy, Source, Timeout, meshWarnings,
 } from '../../src/constructs';
 import { TCP_LISTENER_PORT_MIN } from '../../src/config/pod-contract';
 import { find, newChart, sidecarConfigOf, synth } from './helpers';
@@ -136,6 +136,7 @@ describe('ports', () => {
       expect(() => new Timeout(chart, 'timeout', { service: db, timeout: Duration.seconds(2) })).toThrow(MeshValidationError);
       expect(() => new Canary(chart, 'canary', { service: db, stable: 'v1', canary: 'v2', canaryWeight: 10 })).toThrow(/TCP ports only/);
       expect(() => db.addRoute({ name: 'r', match: [{ path: PathMatch.prefix('/x') }] })).toThrow(/addRoute.*TCP ports only/s);
+      expect(() => new CircuitBreaker(chart, 'breaker', { service: db, maxConnections: 10 })).toThrow(/test\/breaker.*service.*db.*TCP ports only.*no connection pool limits/s);
     });
 
     test('a route policy on a service with HTTP and TCP ports is a warning', () => {
