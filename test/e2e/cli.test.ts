@@ -8,6 +8,7 @@ import { existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { httpGetText } from '../../src/local';
 import { prepareApps } from './mesh-fixtures';
+import { alive } from '../process-support';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist/local/typemesh.js');
@@ -39,15 +40,6 @@ function startUp(): Promise<Started> {
       resolve({ cli, pids, admins, workDir, output: () => out });
     }, 100);
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {

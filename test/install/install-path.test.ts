@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as YAML from 'yaml';
 import { INFRA_DEPENDENCIES, INFRA_DEV_DEPENDENCIES } from '../../src/local/init';
+import { alive } from '../process-support';
 
 /**
  * The install path, walked as a user walks it: `npm pack` this checkout, install the tarball
@@ -66,15 +67,6 @@ function get(url: string): Promise<{ status: number; body: string }> {
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     }).on('error', reject).on('timeout', function (this: http.ClientRequest) { this.destroy(new Error(`GET ${url} timed out`)); });
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Processes whose command line mentions `dir/` (the infra repo: its apps, its node_modules' sidecars and CLI). */
